@@ -1,0 +1,256 @@
+#include "aev.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "parallel.hpp"
+
+namespace pyani {
+namespace {
+
+constexpr double PI = 3.14159265358979323846;
+constexpr double COS_SCALE = 0.95;  // TorchANI/NeuroChem scale the cosine to keep acos finite
+
+// The half list seen from each atom: entry e of atom i is pair `pair[e]`, walked from i
+// (sign +1: i is the pair's first atom, the vector as stored; -1: reversed).
+struct Directed {
+    std::vector<int64_t> start;  // [n_atoms + 1]
+    std::vector<int64_t> pair;
+    std::vector<int8_t> sign;
+};
+
+Directed directed_neighbors(int64_t n_atoms, int64_t n_pairs, const int64_t* pairs) {
+    Directed dir;
+    dir.start.assign(n_atoms + 1, 0);
+    for (int64_t p = 0; p < n_pairs; ++p) {
+        dir.start[pairs[2 * p] + 1] += 1;
+        dir.start[pairs[2 * p + 1] + 1] += 1;
+    }
+    for (int64_t i = 0; i < n_atoms; ++i) dir.start[i + 1] += dir.start[i];
+    dir.pair.resize(2 * n_pairs);
+    dir.sign.resize(2 * n_pairs);
+    std::vector<int64_t> fill(dir.start.begin(), dir.start.end() - 1);
+    for (int64_t p = 0; p < n_pairs; ++p) {
+        int64_t e = fill[pairs[2 * p]]++;
+        dir.pair[e] = p;
+        dir.sign[e] = 1;
+        e = fill[pairs[2 * p + 1]]++;
+        dir.pair[e] = p;
+        dir.sign[e] = -1;
+    }
+    return dir;
+}
+
+// Index of the unordered species pair (a, b) in the upper triangle, row-major.
+std::vector<int64_t> species_pair_table(int n) {
+    std::vector<int64_t> table(n * n);
+    int64_t k = 0;
+    for (int a = 0; a < n; ++a) {
+        for (int b = a; b < n; ++b) {
+            table[a * n + b] = table[b * n + a] = k++;
+        }
+    }
+    return table;
+}
+
+// One neighbour of the centre atom, as both passes need it.
+struct Neighbor {
+    int64_t entry;  // index into Directed
+    double v[3];
+    double r, fc, dfc;  // distance, cutoff function and its derivative
+    int32_t species;
+};
+
+void cutoff_cosine(double r, double rc, double& fc, double& dfc) {
+    fc = 0.5 * std::cos(PI * r / rc) + 0.5;
+    dfc = -0.5 * PI / rc * std::sin(PI * r / rc);
+}
+
+// The neighbours of atom i within the radial cutoff (all) and the angular cutoff (angular).
+void gather(const AEVParams& prm, const Directed& dir, const int64_t* pairs, const double* vectors,
+            const int32_t* species, int64_t i, std::vector<Neighbor>& radial,
+            std::vector<Neighbor>& angular) {
+    radial.clear();
+    angular.clear();
+    for (int64_t e = dir.start[i]; e < dir.start[i + 1]; ++e) {
+        const int64_t p = dir.pair[e];
+        const double s = dir.sign[e];
+        Neighbor nb;
+        nb.entry = e;
+        for (int c = 0; c < 3; ++c) nb.v[c] = s * vectors[3 * p + c];
+        nb.r = std::sqrt(nb.v[0] * nb.v[0] + nb.v[1] * nb.v[1] + nb.v[2] * nb.v[2]);
+        if (nb.r >= prm.radial_cutoff) continue;
+        nb.species = species[s > 0 ? pairs[2 * p + 1] : pairs[2 * p]];
+        cutoff_cosine(nb.r, prm.radial_cutoff, nb.fc, nb.dfc);
+        radial.push_back(nb);
+        if (nb.r < prm.angular_cutoff) {
+            cutoff_cosine(nb.r, prm.angular_cutoff, nb.fc, nb.dfc);
+            angular.push_back(nb);
+        }
+    }
+}
+
+// Angular factors of one triple: F1[z] = 2 X^zeta with X = (1 + cos(theta - ShfZ)) / 2,
+// and dF1/dcos; cos(theta - z) expanded so no acos is needed.
+void angle_factors(const AEVParams& prm, double cos_angle, double* f1, double* df1) {
+    const double c = COS_SCALE * cos_angle;
+    const double sin_theta = std::sqrt(std::max(0.0, 1.0 - c * c));
+    const double dsin_dcos = -COS_SCALE * c / sin_theta;  // sin_theta >= sqrt(1 - 0.95^2)
+    for (size_t z = 0; z < prm.shf_z.size(); ++z) {
+        const double cz = std::cos(prm.shf_z[z]), sz = std::sin(prm.shf_z[z]);
+        const double x = std::max(0.0, 0.5 * (1.0 + c * cz + sin_theta * sz));
+        const double xpow = std::pow(x, prm.zeta - 1.0);
+        f1[z] = 2.0 * xpow * x;
+        if (df1) df1[z] = prm.zeta * xpow * (COS_SCALE * cz + dsin_dcos * sz);
+    }
+}
+
+double cosine(const Neighbor& a, const Neighbor& b) {
+    const double d = a.v[0] * b.v[0] + a.v[1] * b.v[1] + a.v[2] * b.v[2];
+    return d / std::max(a.r * b.r, 1e-10);
+}
+
+}  // namespace
+
+void aev_forward(const AEVParams& prm, int64_t n_atoms, const int32_t* species, int64_t n_pairs,
+                 const int64_t* pairs, const double* vectors, const int64_t* rows, float* aev,
+                 int n_threads) {
+    const Directed dir = directed_neighbors(n_atoms, n_pairs, pairs);
+    const std::vector<int64_t> pair_index = species_pair_table(prm.n_species);
+    const int64_t length = prm.length(), radial_length = prm.radial_length();
+    const size_t n_r = prm.shf_r.size(), n_a = prm.shf_a.size(), n_z = prm.shf_z.size();
+
+#pragma omp parallel num_threads(resolve_threads(n_threads))
+    {
+        std::vector<double> acc(length), f1(n_z), f2(n_a);
+        std::vector<Neighbor> radial, angular;
+#pragma omp for schedule(dynamic, 16)
+        for (int64_t i = 0; i < n_atoms; ++i) {
+            std::fill(acc.begin(), acc.end(), 0.0);
+            gather(prm, dir, pairs, vectors, species, i, radial, angular);
+            for (const Neighbor& nb : radial) {
+                double* out = acc.data() + nb.species * n_r;
+                for (size_t k = 0; k < n_r; ++k) {
+                    const double dr = nb.r - prm.shf_r[k];
+                    out[k] += 0.25 * std::exp(-prm.eta_r * dr * dr) * nb.fc;
+                }
+            }
+            for (size_t a = 0; a < angular.size(); ++a) {
+                for (size_t b = a + 1; b < angular.size(); ++b) {
+                    const Neighbor& na = angular[a];
+                    const Neighbor& nb = angular[b];
+                    angle_factors(prm, cosine(na, nb), f1.data(), nullptr);
+                    const double mean_r = 0.5 * (na.r + nb.r), fcfc = na.fc * nb.fc;
+                    for (size_t k = 0; k < n_a; ++k) {
+                        const double dr = mean_r - prm.shf_a[k];
+                        f2[k] = std::exp(-prm.eta_a * dr * dr) * fcfc;
+                    }
+                    double* out = acc.data() + radial_length +
+                                  pair_index[na.species * prm.n_species + nb.species] * n_a * n_z;
+                    for (size_t k = 0; k < n_a; ++k) {
+                        for (size_t z = 0; z < n_z; ++z) out[k * n_z + z] += f2[k] * f1[z];
+                    }
+                }
+            }
+            float* row = aev + rows[i] * length;
+            for (int64_t k = 0; k < length; ++k) row[k] = static_cast<float>(acc[k]);
+        }
+    }
+}
+
+void aev_backward(const AEVParams& prm, int64_t n_atoms, const int32_t* species, int64_t n_pairs,
+                  const int64_t* pairs, const double* vectors, const int64_t* rows,
+                  const float* grad_aev, double* grad_vectors, int n_threads) {
+    const Directed dir = directed_neighbors(n_atoms, n_pairs, pairs);
+    const std::vector<int64_t> pair_index = species_pair_table(prm.n_species);
+    const int64_t length = prm.length(), radial_length = prm.radial_length();
+    const size_t n_r = prm.shf_r.size(), n_a = prm.shf_a.size(), n_z = prm.shf_z.size();
+    // Gradient per directed entry: atom i writes only its own entries, so no atomics.
+    std::vector<double> grad_entry(3 * dir.pair.size(), 0.0);
+
+#pragma omp parallel num_threads(resolve_threads(n_threads))
+    {
+        std::vector<double> g(length), f1(n_z), df1(n_z), f2(n_a), df2(n_a);
+        std::vector<Neighbor> radial, angular;
+#pragma omp for schedule(dynamic, 16)
+        for (int64_t i = 0; i < n_atoms; ++i) {
+            const float* row = grad_aev + rows[i] * length;
+            for (int64_t k = 0; k < length; ++k) g[k] = row[k];
+            gather(prm, dir, pairs, vectors, species, i, radial, angular);
+
+            for (const Neighbor& nb : radial) {
+                const double* gr = g.data() + nb.species * n_r;
+                double de_dr = 0;
+                for (size_t k = 0; k < n_r; ++k) {
+                    const double dr = nb.r - prm.shf_r[k];
+                    const double e = 0.25 * std::exp(-prm.eta_r * dr * dr);
+                    de_dr += gr[k] * e * (nb.dfc - 2.0 * prm.eta_r * dr * nb.fc);
+                }
+                double* out = grad_entry.data() + 3 * nb.entry;
+                for (int c = 0; c < 3; ++c) out[c] += de_dr * nb.v[c] / nb.r;
+            }
+
+            for (size_t a = 0; a < angular.size(); ++a) {
+                for (size_t b = a + 1; b < angular.size(); ++b) {
+                    const Neighbor& na = angular[a];
+                    const Neighbor& nb = angular[b];
+                    const double cos_ab = cosine(na, nb);
+                    angle_factors(prm, cos_ab, f1.data(), df1.data());
+                    const double mean_r = 0.5 * (na.r + nb.r);
+                    for (size_t k = 0; k < n_a; ++k) {
+                        const double dr = mean_r - prm.shf_a[k];
+                        f2[k] = std::exp(-prm.eta_a * dr * dr);
+                        df2[k] = -2.0 * prm.eta_a * dr * f2[k];
+                    }
+                    const double* ga = g.data() + radial_length +
+                                       pair_index[na.species * prm.n_species + nb.species] * n_a * n_z;
+                    // Contract the gradient with each factor once, then apply the chain rule.
+                    double s_cos = 0, s_mean = 0, s_cut = 0;
+                    for (size_t k = 0; k < n_a; ++k) {
+                        double gz = 0, gdz = 0;
+                        for (size_t z = 0; z < n_z; ++z) {
+                            gz += ga[k * n_z + z] * f1[z];
+                            gdz += ga[k * n_z + z] * df1[z];
+                        }
+                        s_cos += f2[k] * gdz;
+                        s_mean += df2[k] * gz;
+                        s_cut += f2[k] * gz;
+                    }
+                    const double fcfc = na.fc * nb.fc;
+                    const double de_dcos = s_cos * fcfc;
+                    const double de_dra = 0.5 * s_mean * fcfc + s_cut * na.dfc * nb.fc;
+                    const double de_drb = 0.5 * s_mean * fcfc + s_cut * na.fc * nb.dfc;
+                    const double inv_rr = 1.0 / (na.r * nb.r);
+                    double* out_a = grad_entry.data() + 3 * na.entry;
+                    double* out_b = grad_entry.data() + 3 * nb.entry;
+                    for (int c = 0; c < 3; ++c) {
+                        const double dcos_da = nb.v[c] * inv_rr - cos_ab * na.v[c] / (na.r * na.r);
+                        const double dcos_db = na.v[c] * inv_rr - cos_ab * nb.v[c] / (nb.r * nb.r);
+                        out_a[c] += de_dcos * dcos_da + de_dra * na.v[c] / na.r;
+                        out_b[c] += de_dcos * dcos_db + de_drb * nb.v[c] / nb.r;
+                    }
+                }
+            }
+        }
+    }
+
+    std::fill(grad_vectors, grad_vectors + 3 * n_pairs, 0.0);
+    for (size_t e = 0; e < dir.pair.size(); ++e) {
+        const double s = dir.sign[e];
+        for (int c = 0; c < 3; ++c) grad_vectors[3 * dir.pair[e] + c] += s * grad_entry[3 * e + c];
+    }
+}
+
+void pair_forces(int64_t n_atoms, int64_t n_pairs, const int64_t* pairs,
+                 const double* grad_vectors, double* forces) {
+    // vector = r_j - r_i + image, so dE/dr_i = -dE/dvector and dE/dr_j = +dE/dvector.
+    std::fill(forces, forces + 3 * n_atoms, 0.0);
+    for (int64_t p = 0; p < n_pairs; ++p) {
+        for (int c = 0; c < 3; ++c) {
+            forces[3 * pairs[2 * p] + c] += grad_vectors[3 * p + c];
+            forces[3 * pairs[2 * p + 1] + c] -= grad_vectors[3 * p + c];
+        }
+    }
+}
+
+}  // namespace pyani

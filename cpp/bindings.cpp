@@ -1,0 +1,181 @@
+// Python bindings of the core. The Python layer validates user input; the checks here are
+// cheap shape/range checks so that a wrong call from Python is a ValueError, never a crash.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "aev.hpp"
+#include "cell_list.hpp"
+#include "parallel.hpp"
+
+namespace py = pybind11;
+using namespace pyani;
+
+template <typename T>
+using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+namespace {
+
+void require(bool ok, const std::string& message) {
+    if (!ok) throw std::invalid_argument(message);
+}
+
+template <typename T>
+void require_shape(const Array<T>& a, const char* name, std::vector<py::ssize_t> shape) {
+    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+    for (size_t d = 0; ok && d < shape.size(); ++d) ok = shape[d] < 0 || a.shape(d) == shape[d];
+    if (!ok) {
+        std::string want = "(";
+        for (size_t d = 0; d < shape.size(); ++d) {
+            want += (shape[d] < 0 ? std::string("n") : std::to_string(shape[d]));
+            want += d + 1 < shape.size() ? ", " : ")";
+        }
+        throw std::invalid_argument(std::string(name) + " must have shape " + want);
+    }
+}
+
+// Hands a std::vector to NumPy without copying it.
+template <typename T>
+py::array_t<T> to_numpy(std::vector<T>&& data, std::vector<py::ssize_t> shape) {
+    auto* owner = new std::vector<T>(std::move(data));
+    py::capsule free_when_done(owner, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+    return py::array_t<T>(shape, owner->data(), free_when_done);
+}
+
+void check_pairs(const Array<int64_t>& pairs, const Array<double>& vectors, int64_t n_atoms,
+                 const char* vectors_name = "vectors") {
+    require_shape(pairs, "pairs", {-1, 2});
+    require_shape(vectors, vectors_name, {pairs.shape(0), 3});
+    const int64_t* p = pairs.data();
+    for (py::ssize_t k = 0; k < pairs.size(); ++k) {
+        require(p[k] >= 0 && p[k] < n_atoms, "pairs contains an atom index out of range");
+    }
+}
+
+void check_atoms(const AEVParams& prm, const Array<int32_t>& species, const Array<int64_t>& rows,
+                 int64_t n_rows) {
+    require_shape(species, "species", {-1});
+    require_shape(rows, "rows", {species.shape(0)});
+    for (py::ssize_t i = 0; i < species.shape(0); ++i) {
+        require(species.data()[i] >= 0 && species.data()[i] < prm.n_species,
+                "species contains an index out of range");
+        require(rows.data()[i] >= 0 && rows.data()[i] < n_rows, "rows contains an index out of range");
+    }
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "pyani C++ core: cell-list neighbour search, ANI AEV and its backward pass";
+    m.attr("has_openmp") = has_openmp();
+
+    py::class_<AEVParams>(m, "AEVParams")
+        .def(py::init([](int n_species, double radial_cutoff, double angular_cutoff, double eta_r,
+                         std::vector<double> shf_r, double eta_a, double zeta,
+                         std::vector<double> shf_a, std::vector<double> shf_z) {
+                 require(n_species > 0, "n_species must be positive");
+                 require(angular_cutoff > 0 && angular_cutoff <= radial_cutoff,
+                         "angular_cutoff must be in (0, radial_cutoff]");
+                 require(!shf_r.empty() && !shf_a.empty() && !shf_z.empty(),
+                         "shf_r, shf_a and shf_z must not be empty");
+                 AEVParams p;
+                 p.n_species = n_species;
+                 p.radial_cutoff = radial_cutoff;
+                 p.angular_cutoff = angular_cutoff;
+                 p.eta_r = eta_r;
+                 p.eta_a = eta_a;
+                 p.zeta = zeta;
+                 p.shf_r = std::move(shf_r);
+                 p.shf_a = std::move(shf_a);
+                 p.shf_z = std::move(shf_z);
+                 return p;
+             }),
+             py::arg("n_species"), py::arg("radial_cutoff"), py::arg("angular_cutoff"),
+             py::arg("eta_r"), py::arg("shf_r"), py::arg("eta_a"), py::arg("zeta"),
+             py::arg("shf_a"), py::arg("shf_z"))
+        .def_property_readonly("length", &AEVParams::length);
+
+    m.def(
+        "neighbor_list",
+        [](Array<double> positions, Array<double> cell, Array<bool> pbc, double cutoff, int n_threads) {
+            require_shape(positions, "positions", {-1, 3});
+            require_shape(cell, "cell", {3, 3});
+            require_shape(pbc, "pbc", {3});
+            require(cutoff > 0, "cutoff must be positive");
+            const int64_t n = positions.shape(0);
+            NeighborList nl;
+            {
+                py::gil_scoped_release release;
+                nl = neighbor_list(positions.data(), n, cell.data(), pbc.data(), cutoff, n_threads);
+            }
+            const py::ssize_t n_pairs = nl.size();
+            return py::make_tuple(to_numpy(std::move(nl.pairs), {n_pairs, 2}),
+                                  to_numpy(std::move(nl.shifts), {n_pairs, 3}),
+                                  to_numpy(std::move(nl.vectors), {n_pairs, 3}));
+        },
+        py::arg("positions"), py::arg("cell"), py::arg("pbc"), py::arg("cutoff"),
+        py::arg("n_threads") = 0,
+        "Half neighbour list within cutoff (Angstrom): (pairs [P,2], shifts [P,3], vectors [P,3]).");
+
+    m.def(
+        "aev",
+        [](const AEVParams& prm, Array<int32_t> species, Array<int64_t> pairs, Array<double> vectors,
+           Array<int64_t> rows, int64_t n_rows, int n_threads) {
+            check_atoms(prm, species, rows, n_rows);
+            check_pairs(pairs, vectors, species.shape(0));
+            py::array_t<float> out({static_cast<py::ssize_t>(n_rows), static_cast<py::ssize_t>(prm.length())});
+            float* data = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                // Rows not named in `rows` (none in normal use) must not hold garbage.
+                if (n_rows != species.shape(0)) std::fill(data, data + n_rows * prm.length(), 0.0f);
+                aev_forward(prm, species.shape(0), species.data(), pairs.shape(0), pairs.data(),
+                            vectors.data(), rows.data(), data, n_threads);
+            }
+            return out;
+        },
+        py::arg("params"), py::arg("species"), py::arg("pairs"), py::arg("vectors"), py::arg("rows"),
+        py::arg("n_rows"), py::arg("n_threads") = 0,
+        "AEVs [n_rows, length] (float32); atom i goes to row rows[i].");
+
+    m.def(
+        "aev_backward",
+        [](const AEVParams& prm, Array<int32_t> species, Array<int64_t> pairs, Array<double> vectors,
+           Array<int64_t> rows, Array<float> grad_aev, int n_threads) {
+            require_shape(grad_aev, "grad_aev", {-1, prm.length()});
+            check_atoms(prm, species, rows, grad_aev.shape(0));
+            check_pairs(pairs, vectors, species.shape(0));
+            py::array_t<double> out({pairs.shape(0), static_cast<py::ssize_t>(3)});
+            double* data = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                aev_backward(prm, species.shape(0), species.data(), pairs.shape(0), pairs.data(),
+                             vectors.data(), rows.data(), grad_aev.data(), data, n_threads);
+            }
+            return out;
+        },
+        py::arg("params"), py::arg("species"), py::arg("pairs"), py::arg("vectors"), py::arg("rows"),
+        py::arg("grad_aev"), py::arg("n_threads") = 0,
+        "dE/d(vectors) [P,3] from dE/dAEV.");
+
+    m.def(
+        "pair_forces",
+        [](int64_t n_atoms, Array<int64_t> pairs, Array<double> grad_vectors) {
+            require(n_atoms >= 0, "n_atoms must be non-negative");
+            check_pairs(pairs, grad_vectors, n_atoms, "grad_vectors");
+            py::array_t<double> forces({static_cast<py::ssize_t>(n_atoms), static_cast<py::ssize_t>(3)});
+            double* f = forces.mutable_data();
+            {
+                py::gil_scoped_release release;
+                pair_forces(n_atoms, pairs.shape(0), pairs.data(), grad_vectors.data(), f);
+            }
+            return forces;
+        },
+        py::arg("n_atoms"), py::arg("pairs"), py::arg("grad_vectors"),
+        "Forces [N,3] = -dE/dr from dE/d(vector) [P,3] of each pair.");
+}

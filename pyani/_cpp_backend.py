@@ -1,0 +1,24 @@
+"""The C++ core (``pyani._core``) behind the backend interface of ``pyani._backend``."""
+
+from __future__ import annotations
+
+from ._core import aev, aev_backward, neighbor_list, pair_forces
+from ._core import AEVParams as _AEVParams
+
+
+def make_params(aev: dict, n_species: int) -> _AEVParams:
+    """Kernel parameters from a model's ``aev`` metadata."""
+    return _AEVParams(
+        n_species=n_species,
+        radial_cutoff=aev["radial_cutoff"],
+        angular_cutoff=aev["angular_cutoff"],
+        eta_r=aev["eta_r"],
+        shf_r=aev["shf_r"],
+        eta_a=aev["eta_a"],
+        zeta=aev["zeta"],
+        shf_a=aev["shf_a"],
+        shf_z=aev["shf_z"],
+    )
+
+
+__all__ = ["aev", "aev_backward", "make_params", "neighbor_list", "pair_forces"]

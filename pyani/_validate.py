@@ -1,0 +1,115 @@
+"""Convert and check user input once, at the boundary. Every error names the argument."""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from ._elements import symbol
+
+#: Coordinates beyond this (Angstrom) are certainly a unit or data error, and would
+#: overflow the integer image counters of the cell list.
+MAX_COORDINATE = 1e8
+
+
+def _as_array(value, name: str, dtype) -> np.ndarray:
+    try:
+        return np.array(value, dtype=dtype, copy=True)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a numeric array-like: {err}") from None
+
+
+def numbers(value, known: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Atomic numbers -> int64 [B, N] (-1 = padding) and whether the input was a batch."""
+    raw = np.asarray(value)
+    if raw.dtype == object or raw.dtype.kind not in "iuf":
+        raise TypeError(f"numbers must be integers (atomic numbers), got dtype {raw.dtype}")
+    if raw.ndim not in (1, 2):
+        raise ValueError(f"numbers must have shape (n_atoms,) or (n_structures, n_atoms), got {raw.shape}")
+    if raw.dtype.kind == "f":
+        if not np.all(np.isfinite(raw)) or np.any(raw != np.round(raw)):
+            raise TypeError("numbers must be integers (atomic numbers); got non-integer values")
+    out = raw.astype(np.int64).reshape(-1, raw.shape[-1])
+    if out.size == 0:
+        raise ValueError("numbers must contain at least one atom")
+    bad = out[(out < -1) | (out == 0)]
+    if bad.size:
+        raise ValueError(f"numbers must be positive atomic numbers (-1 marks padding), got {bad[0]}")
+    unknown = np.setdiff1d(out[out > 0], known)
+    if unknown.size:
+        names = ", ".join(f"{symbol(int(z))} (Z={z})" for z in unknown)
+        have = ", ".join(symbol(int(z)) for z in known)
+        raise ValueError(f"numbers contains elements the model lacks: {names}; it knows {have}")
+    if np.all(out < 0, axis=1).any():
+        raise ValueError("numbers: every structure must have at least one atom (not only padding)")
+    return out, raw.ndim == 2
+
+
+def positions(value, shape: tuple[int, int], batched: bool, mask: np.ndarray) -> np.ndarray:
+    """Positions (Angstrom) -> float64 [B, N, 3], a private copy."""
+    out = _as_array(value, "positions", np.float64)
+    want = (*shape, 3) if batched else (shape[1], 3)
+    if out.shape != want:
+        raise ValueError(f"positions must have shape {want} to match numbers, got {out.shape}")
+    out = out.reshape(*shape, 3)
+    real = out[mask]
+    if not np.all(np.isfinite(real)):
+        raise ValueError("positions contains NaN or infinite values")
+    if real.size and np.abs(real).max() > MAX_COORDINATE:
+        raise ValueError(f"positions contains coordinates beyond {MAX_COORDINATE:g} Angstrom")
+    return out
+
+
+def cell_and_pbc(cell, pbc, n_structures: int, batched: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Cell [B, 3, 3] (rows = lattice vectors, Angstrom) and pbc [3] bool.
+
+    No cell means no periodicity. A cell without pbc means periodic in all directions.
+    """
+    if pbc is None:
+        pbc_out = np.full(3, cell is not None)
+    else:
+        raw = np.asarray(pbc)
+        if raw.dtype != bool:
+            raise TypeError(f"pbc must be a bool or 3 bools, got dtype {raw.dtype}")
+        if raw.shape not in ((), (3,)):
+            raise ValueError(f"pbc must be a bool or have shape (3,), got {raw.shape}")
+        pbc_out = np.broadcast_to(raw, (3,)).copy()
+    if cell is None:
+        if pbc_out.any():
+            raise ValueError("pbc is True in some direction but no cell was given")
+        return np.zeros((n_structures, 3, 3)), pbc_out
+    out = _as_array(cell, "cell", np.float64)
+    if out.shape == (3, 3):
+        out = np.broadcast_to(out, (n_structures, 3, 3)).copy()
+    elif not (batched and out.shape == (n_structures, 3, 3)):
+        want = "(3, 3)" + (f" or ({n_structures}, 3, 3)" if batched else "")
+        raise ValueError(f"cell must have shape {want}, got {out.shape}")
+    if not np.all(np.isfinite(out)):
+        raise ValueError("cell contains NaN or infinite values")
+    periodic = out[:, pbc_out, :]
+    if periodic.shape[1]:
+        # The periodic lattice vectors must span as many dimensions as there are of them.
+        gram = np.linalg.det(periodic @ periodic.transpose(0, 2, 1))
+        scale = np.prod(np.einsum("bij,bij->bi", periodic, periodic), axis=1)
+        if np.any(~(gram > 1e-12 * scale)) or np.any(scale == 0):
+            raise ValueError("cell is singular: its periodic lattice vectors are zero or linearly dependent")
+    return out, pbc_out
+
+
+def flag(value, name: str) -> bool:
+    """A keyword flag that must really be a bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def count(value, name: str, minimum: int = 0) -> int:
+    """A non-negative integer argument such as a thread count."""
+    try:
+        n = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
+    if n < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {n}")
+    return n

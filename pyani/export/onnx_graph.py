@@ -1,0 +1,190 @@
+"""Build the ONNX graph of an ANI ensemble, forward and backward, from plain weight arrays.
+
+Graph interface (format version 1)::
+
+    inputs   aev             float32 [n_atoms, aev_length]  rows grouped by element, in
+                                                            the model's element order
+             counts          int64   [n_elements]           atoms of each element
+             with_gradient   bool    []                     compute aev_gradient or not
+    outputs  atomic_energies float32 [n_members, n_atoms]   network outputs (Hartree),
+                                                            self energies NOT included
+             aev_gradient    float32 [n_atoms, aev_length]  d(mean over members of the
+                                                            summed energy)/d(aev); shape
+                                                            [0, aev_length] when not asked
+
+ONNX Runtime has no autograd, so the backward pass of the MLPs is written out here. It sits
+in the ``then`` branch of an ``If`` on ``with_gradient``: ONNX Runtime runs every node of a
+graph whatever outputs are fetched, and energy-only calls must not pay for the gradient.
+
+Per element, the first layers of all members are one GEMM (weights concatenated along the
+output axis); deeper layers are batched MatMuls over the member axis.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from .neurochem import CELU_ALPHA, Ensemble
+
+FORMAT_VERSION = 1
+OPSET = 17
+METADATA_KEY = "pyani"
+
+
+def ensemble_metadata(ens: Ensemble) -> dict:
+    """The self-description stored in the model file (see ``pyani.model``)."""
+    from .._elements import atomic_number
+
+    aev = ens.aev
+    return {
+        "format": "pyani-ani",
+        "format_version": FORMAT_VERSION,
+        "elements": list(ens.elements),
+        "atomic_numbers": [atomic_number(el) for el in ens.elements],
+        "self_energies": [float(e) for e in ens.self_energies],
+        "ensemble_size": ens.ensemble_size,
+        "aev": {
+            "radial_cutoff": aev.radial_cutoff,
+            "angular_cutoff": aev.angular_cutoff,
+            "eta_r": aev.eta_r,
+            "shf_r": list(aev.shf_r),
+            "eta_a": aev.eta_a,
+            "zeta": aev.zeta,
+            "shf_a": list(aev.shf_a),
+            "shf_z": list(aev.shf_z),
+            "cutoff_fn": aev.cutoff_fn,
+            "length": aev.length(len(ens.elements)),
+        },
+        "activation": {"hidden": "celu", "alpha": CELU_ALPHA, "output": "linear"},
+        "units": {"energy": "Hartree", "length": "Angstrom"},
+        "provenance": ens.provenance,
+    }
+
+
+class _Builder:
+    """Collects nodes and initializers with unique names."""
+
+    def __init__(self):
+        from onnx import helper, numpy_helper
+
+        self.helper, self.numpy_helper = helper, numpy_helper
+        self.initializers = []
+        self.names: set[str] = set()
+
+    def name(self, base: str) -> str:
+        k, name = 0, base
+        while name in self.names:
+            k += 1
+            name = f"{base}_{k}"
+        self.names.add(name)
+        return name
+
+    def const(self, base: str, array) -> str:
+        name = self.name(base)
+        self.initializers.append(self.numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def node(self, nodes: list, op: str, inputs: list[str], base: str, **attrs) -> str:
+        out = self.name(base)
+        nodes.append(self.helper.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+
+def build_model(ens: Ensemble):
+    """Return the ``onnx.ModelProto`` of ``ens`` (forward + gradient, metadata included)."""
+    from onnx import TensorProto, checker, helper
+
+    meta = ensemble_metadata(ens)
+    n_members = ens.ensemble_size
+    n_features = meta["aev"]["length"]
+    b = _Builder()
+    for reserved in ("aev", "counts", "with_gradient", "atomic_energies", "aev_gradient"):
+        b.names.add(reserved)
+    main: list = []  # forward nodes (main graph)
+    grad: list = []  # backward nodes (then-branch)
+
+    inv_alpha = b.const("inv_alpha", np.float32(1.0 / CELU_ALPHA))
+    one = b.const("one", np.float32(1.0))
+    perm = {"perm": [1, 0, 2]}
+
+    def celu_derivative(activation: str, tag: str) -> str:
+        # celu'(z) = 1 for z > 0, exp(z/alpha) = celu(z)/alpha + 1 otherwise: min(a/alpha + 1, 1)
+        scaled = b.node(grad, "Mul", [activation, inv_alpha], f"{tag}_scaled")
+        shifted = b.node(grad, "Add", [scaled, one], f"{tag}_shifted")
+        return b.node(grad, "Min", [shifted, one], f"{tag}_dcelu")
+
+    chunks = [b.name(f"aev_{el}") for el in ens.elements]
+    main.append(helper.make_node("Split", ["aev", "counts"], chunks, name="split_by_element", axis=0))
+    energies, gradients = [], []
+    for el, x, members in zip(ens.elements, chunks, ens.networks):
+        n_layers = len(members[0])
+        weights = [np.stack([m[k][0] for m in members]) for k in range(n_layers)]  # [M, out, in]
+        biases = [np.stack([m[k][1] for m in members]) for k in range(n_layers)]  # [M, out]
+        h1 = weights[0].shape[1]
+
+        # Layer 1, all members in one GEMM: [n, D] @ [D, M*H1].
+        w1 = b.const(f"{el}_w1", weights[0].reshape(n_members * h1, -1).T.copy())
+        z = b.node(main, "MatMul", [x, w1], f"{el}_z1")
+        z = b.node(main, "Add", [z, b.const(f"{el}_b1", biases[0].reshape(-1))], f"{el}_z1b")
+        z = b.node(main, "Reshape", [z, b.const(f"{el}_shape1", np.array([0, n_members, h1]))], f"{el}_z1r")
+        z = b.node(main, "Transpose", [z], f"{el}_z1t", **perm)  # [M, n, H1]
+        acts = [b.node(main, "Celu", [z], f"{el}_a1", alpha=CELU_ALPHA)]
+        transposed = []  # W_k^T per layer, [M, out, in]: folded to constants by the runtime
+        for k in range(1, n_layers):
+            w = b.const(f"{el}_w{k + 1}", weights[k].transpose(0, 2, 1).copy())  # [M, in, out]
+            z = b.node(main, "MatMul", [acts[-1], w], f"{el}_z{k + 1}")
+            z = b.node(main, "Add", [z, b.const(f"{el}_b{k + 1}", biases[k][:, None, :])], f"{el}_z{k + 1}b")
+            if k < n_layers - 1:
+                acts.append(b.node(main, "Celu", [z], f"{el}_a{k + 1}", alpha=CELU_ALPHA))
+                transposed.append(b.node(main, "Transpose", [w], f"{el}_w{k + 1}t", perm=[0, 2, 1]))
+        axes = b.const(f"{el}_axes", np.array([2]))
+        energies.append(b.node(main, "Squeeze", [z, axes], f"{el}_energy"))  # [M, n]
+
+        # Backward of the member mean: start from the output weights / M, [M, 1, H_last].
+        g = b.const(f"{el}_wout_mean", (weights[-1] / n_members).astype(np.float32))
+        for k in range(n_layers - 2, -1, -1):
+            g = b.node(grad, "Mul", [g, celu_derivative(acts[k], f"{el}_l{k + 1}")], f"{el}_g{k + 1}")
+            if k > 0:
+                g = b.node(grad, "MatMul", [g, transposed[k - 1]], f"{el}_g{k + 1}w")
+        g = b.node(grad, "Transpose", [g], f"{el}_g1t", **perm)  # [n, M, H1]
+        g = b.node(grad, "Reshape", [g, b.const(f"{el}_shape_back", np.array([0, n_members * h1]))], f"{el}_g1r")
+        w1t = b.node(main, "Transpose", [w1], f"{el}_w1t", perm=[1, 0])  # [M*H1, D]
+        gradients.append(b.node(grad, "MatMul", [g, w1t], f"{el}_aev_grad"))
+
+    main.append(helper.make_node("Concat", energies, ["atomic_energies"], name="concat_energies", axis=1))
+    grad.append(helper.make_node("Concat", gradients, ["grad_out"], name="concat_gradients", axis=0))
+    empty = helper.make_tensor("empty", TensorProto.FLOAT, [0, n_features], [])
+    out_info = helper.make_tensor_value_info("grad_out", TensorProto.FLOAT, ["n_rows", n_features])
+    then_graph = helper.make_graph(grad, "gradient", [], [out_info])
+    else_graph = helper.make_graph(
+        [helper.make_node("Constant", [], ["grad_out"], value=empty)], "no_gradient", [], [out_info]
+    )
+    main.append(
+        helper.make_node(
+            "If", ["with_gradient"], ["aev_gradient"], name="maybe_gradient",
+            then_branch=then_graph, else_branch=else_graph,
+        )
+    )
+    graph = helper.make_graph(
+        main,
+        "ani_ensemble",
+        [
+            helper.make_tensor_value_info("aev", TensorProto.FLOAT, ["n_atoms", n_features]),
+            helper.make_tensor_value_info("counts", TensorProto.INT64, [len(ens.elements)]),
+            helper.make_tensor_value_info("with_gradient", TensorProto.BOOL, []),
+        ],
+        [
+            helper.make_tensor_value_info("atomic_energies", TensorProto.FLOAT, [n_members, "n_atoms"]),
+            helper.make_tensor_value_info("aev_gradient", TensorProto.FLOAT, ["n_rows", n_features]),
+        ],
+        initializer=b.initializers,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pyani"
+    )
+    model.ir_version = 8  # readable by onnxruntime >= 1.14
+    helper.set_model_props(model, {METADATA_KEY: json.dumps(meta)})
+    checker.check_model(model)
+    return model

@@ -1,0 +1,227 @@
+"""Model: validate -> neighbour list -> AEV -> ONNX ensemble -> backward -> Result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+
+from . import _backend, _runtime, _validate
+
+#: Models shipped inside the package (pyani/models/*.onnx), by canonical name.
+SHIPPED = {"ani-1x": "ani-1x.onnx", "ani-1ccx": "ani-1ccx.onnx"}
+
+#: Coincident atoms make the AEV gradient 0/0; closer than this (Angstrom) is an input error.
+MIN_DISTANCE = 1e-6
+
+
+@dataclass
+class Result:
+    """What ``Model.compute`` returns. Hartree and Angstrom throughout.
+
+    For a batch every field gains a leading structure axis; padding atoms get zeros.
+    """
+
+    energy: float | np.ndarray
+    """Total energy (Hartree): mean over ensemble members, self energies included."""
+    member_energies: np.ndarray
+    """Energy of each ensemble member (Hartree), [M] or [B, M]."""
+    energy_std: float | np.ndarray
+    """Standard deviation of the member energies (Hartree, ddof=1 as in TorchANI)."""
+    forces: np.ndarray | None = None
+    """-dE/dpositions (Hartree/Angstrom), [N, 3] or [B, N, 3]; None unless forces=True."""
+    atomic_energies: np.ndarray | None = None
+    """Per-atom energies (Hartree), self energies included, summing to ``energy``."""
+    stress: np.ndarray | None = None
+    """(1/V) dE/d(strain) (Hartree/Angstrom^3), [3, 3] or [B, 3, 3]; None unless stress=True."""
+
+
+def _canonical_name(name: str) -> str | None:
+    key = name.lower().replace("_", "").replace("-", "")
+    for canonical in (*SHIPPED, "ani-2x"):
+        if key == canonical.replace("-", ""):
+            return canonical
+    return None
+
+
+def load(
+    name_or_path: str | Path = "ani-1ccx",
+    *,
+    backend: str = "auto",
+    device: str = "auto",
+    n_threads: int = 0,
+) -> Model:
+    """Load an ANI model.
+
+    name_or_path: "ani-1x" or "ani-1ccx" (shipped), a pyani ``.onnx`` file, or a NeuroChem
+        ``.info`` file (converted in memory; e.g. ANI-2x's ``ani-2x_8x.info``).
+    backend: "auto" | "cpp" | "numba" (kernels for the neighbour list and AEV).
+    device: "auto" | "cpu" | "cuda" (ONNX Runtime provider for the networks; "auto"
+        takes CUDA when available, else the CPU).
+    n_threads: threads for the kernels and ONNX Runtime; 0 = all cores.
+    """
+    n_threads = _validate.count(n_threads, "n_threads")
+    if not isinstance(name_or_path, (str, Path)):
+        raise TypeError(f"name_or_path must be a model name or a path, got {type(name_or_path).__name__}")
+    backend_name, kernels = _backend.resolve(backend)
+    text = str(name_or_path)
+    canonical = _canonical_name(text) if isinstance(name_or_path, str) else None
+    if canonical in SHIPPED:
+        source = f"pyani model {canonical!r}"
+        model = str(files("pyani") / "models" / SHIPPED[canonical])
+    elif canonical == "ani-2x":
+        raise ValueError(
+            "name_or_path: ANI-2x is not shipped with pyani; pass the path to its NeuroChem "
+            "file ani-2x_8x.info (converted on the fly) or to a converted .onnx file"
+        )
+    else:
+        path = Path(name_or_path)
+        if path.suffix not in (".onnx", ".info"):
+            known = ", ".join(repr(n) for n in SHIPPED)
+            raise ValueError(
+                f"name_or_path: {text!r} is neither a known model ({known}) nor a .onnx / .info path"
+            )
+        if not path.is_file():
+            raise FileNotFoundError(f"name_or_path: no such file: {path}")
+        source = str(path)
+        if path.suffix == ".info":
+            from .export import neurochem_to_onnx
+
+            model = neurochem_to_onnx(path)
+        else:
+            model = str(path)
+    session, metadata, used_device = _runtime.create_session(model, device, n_threads, source)
+    return Model(session, metadata, backend_name, kernels, used_device, n_threads, source)
+
+
+class Model:
+    """An ANI ensemble ready to compute energies, forces and stress. Use ``pyani.load``."""
+
+    def __init__(self, session, metadata, backend_name, kernels, device, n_threads, source):
+        self._session = session
+        self._kernels = kernels
+        self._n_threads = n_threads
+        self.metadata = metadata
+        self.source = source
+        self.backend = backend_name
+        self.device = device
+        self.elements = tuple(metadata["elements"])
+        self.atomic_numbers = np.array(metadata["atomic_numbers"], dtype=np.int64)
+        self.ensemble_size = int(metadata["ensemble_size"])
+        self.self_energies = np.array(metadata["self_energies"], dtype=np.float64)
+        self.cutoff = float(metadata["aev"]["radial_cutoff"])
+        """Radial AEV cutoff (Angstrom): atoms further apart do not interact."""
+        if metadata["aev"].get("cutoff_fn", "cosine") != "cosine":
+            raise ValueError(f"{source}: unsupported cutoff function {metadata['aev']['cutoff_fn']!r}")
+        self._params = kernels.make_params(metadata["aev"], len(self.elements))
+        self._species_of = np.full(max(self.atomic_numbers) + 1, -1, dtype=np.int32)
+        self._species_of[self.atomic_numbers] = np.arange(len(self.elements), dtype=np.int32)
+
+    def __repr__(self) -> str:
+        return (
+            f"<pyani.Model {self.source}: elements={''.join(self.elements)}, "
+            f"members={self.ensemble_size}, backend={self.backend}, device={self.device}>"
+        )
+
+    def compute(
+        self,
+        numbers,
+        positions,
+        cell=None,
+        pbc=None,
+        *,
+        forces: bool = True,
+        stress: bool = False,
+        atomic: bool = False,
+    ) -> Result:
+        """Energy (Hartree) and, on request, forces (Hartree/Angstrom), stress
+        (Hartree/Angstrom^3) and atomic energies of one structure or a padded batch.
+
+        numbers: atomic numbers [N], or [B, N] padded with -1.
+        positions: Angstrom, [N, 3] or [B, N, 3].
+        cell: [3, 3] (rows are lattice vectors, Angstrom) or [B, 3, 3]; None for molecules.
+        pbc: bool or [3] bools; defaults to True in all directions when a cell is given.
+        """
+        forces = _validate.flag(forces, "forces")
+        stress = _validate.flag(stress, "stress")
+        atomic = _validate.flag(atomic, "atomic")
+        nums, batched = _validate.numbers(numbers, self.atomic_numbers)
+        mask = nums >= 0
+        pos = _validate.positions(positions, nums.shape, batched, mask)
+        cells, pbc_ = _validate.cell_and_pbc(cell, pbc, nums.shape[0], batched)
+        volumes = None
+        if stress:
+            if not pbc_.any():
+                raise ValueError("stress=True needs a periodic system (a cell and pbc)")
+            volumes = np.abs(np.linalg.det(cells))
+            if np.any(volumes < 1e-9):
+                raise ValueError("stress=True needs a cell with non-zero volume")
+
+        k = self._kernels
+        species = self._species_of[nums[mask]]
+        n_atoms = species.size
+        atom_counts = mask.sum(axis=1)
+        pairs, vectors, pair_counts = [], [], []
+        offset = 0
+        for b in range(nums.shape[0]):
+            p, _, v = k.neighbor_list(pos[b][mask[b]], cells[b], pbc_, self.cutoff, self._n_threads)
+            pairs.append(p + offset if offset else p)
+            vectors.append(v)
+            pair_counts.append(len(p))
+            offset += atom_counts[b]
+        pairs = np.concatenate(pairs) if len(pairs) > 1 else pairs[0]
+        vectors = np.concatenate(vectors) if len(vectors) > 1 else vectors[0]
+        if len(vectors):
+            d2 = np.einsum("ij,ij->i", vectors, vectors)
+            if d2.min() < MIN_DISTANCE**2:
+                i, j = pairs[np.argmin(d2)]
+                raise ValueError(f"positions: atoms {i} and {j} (or periodic images) are at the same place")
+
+        # The networks want atoms grouped by element: row of atom i in the AEV matrix.
+        order = np.argsort(species, kind="stable")
+        rows = np.empty(n_atoms, dtype=np.int64)
+        rows[order] = np.arange(n_atoms)
+        counts = np.bincount(species, minlength=len(self.elements)).astype(np.int64)
+        aev = k.aev(self._params, species, pairs, vectors, rows, n_atoms, self._n_threads)
+        want_gradient = forces or stress
+        member_atomic, aev_grad = self._session.run(
+            None, {"aev": aev, "counts": counts, "with_gradient": np.array(want_gradient)}
+        )
+
+        # Float64 from here on: sums over many atoms keep their digits.
+        member_atomic = member_atomic[:, rows].astype(np.float64)  # [M, A], atom order
+        starts = np.concatenate([[0], np.cumsum(atom_counts)[:-1]])
+        self_energy = self.self_energies[species]
+        members = np.add.reduceat(member_atomic, starts, axis=1).T  # [B, M]
+        members += np.add.reduceat(self_energy, starts)[:, None]
+        energy = members.mean(axis=1)
+        std = members.std(axis=1, ddof=1) if self.ensemble_size > 1 else np.zeros_like(energy)
+
+        def scatter(values: np.ndarray) -> np.ndarray:
+            out = np.zeros((*nums.shape, *values.shape[1:]))
+            out[mask] = values
+            return out if batched else out[0]
+
+        result = Result(
+            energy=energy if batched else float(energy[0]),
+            member_energies=members if batched else members[0],
+            energy_std=std if batched else float(std[0]),
+        )
+        if atomic:
+            result.atomic_energies = scatter(member_atomic.mean(axis=0) + self_energy)
+        if want_gradient:
+            grad_vectors = k.aev_backward(
+                self._params, species, pairs, vectors, rows, aev_grad, self._n_threads
+            )
+            if forces:
+                result.forces = scatter(k.pair_forces(n_atoms, pairs, grad_vectors))
+            if stress:
+                bounds = np.cumsum([0, *pair_counts])
+                virial = np.stack(
+                    [vectors[s:e].T @ grad_vectors[s:e] for s, e in zip(bounds[:-1], bounds[1:])]
+                )
+                sigma = virial / volumes[:, None, None]
+                result.stress = sigma if batched else sigma[0]
+        return result
