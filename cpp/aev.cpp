@@ -90,19 +90,54 @@ void gather(const AEVParams& prm, const Directed& dir, const int64_t* pairs, con
     }
 }
 
+// cos and sin of the angular sections ShfZ, computed once per call.
+// Zeta is a whole number in ANI-1x (32): then x^(zeta-1) by squaring beats std::pow.
+struct Sections {
+    std::vector<double> cos_z, sin_z;
+    bool integer_zeta;
+    int64_t zeta_minus_one;
+    Sections(const std::vector<double>& shf_z, double zeta)
+        : integer_zeta(zeta == std::floor(zeta) && zeta >= 1 && zeta <= 1024),
+          zeta_minus_one(integer_zeta ? static_cast<int64_t>(zeta) - 1 : 0) {
+        for (double z : shf_z) {
+            cos_z.push_back(std::cos(z));
+            sin_z.push_back(std::sin(z));
+        }
+    }
+};
+
+double power(double x, int64_t n) {
+    double result = 1.0;
+    while (n > 0) {
+        if (n & 1) result *= x;
+        x *= x;
+        n >>= 1;
+    }
+    return result;
+}
+
 // Angular factors of one triple: F1[z] = 2 X^zeta with X = (1 + cos(theta - ShfZ)) / 2,
 // and dF1/dcos; cos(theta - z) expanded so no acos is needed.
-void angle_factors(const AEVParams& prm, double cos_angle, double* f1, double* df1) {
+void angle_factors(const AEVParams& prm, const Sections& sec, double cos_angle, double* f1,
+                   double* df1) {
     const double c = COS_SCALE * cos_angle;
     const double sin_theta = std::sqrt(std::max(0.0, 1.0 - c * c));
     const double dsin_dcos = -COS_SCALE * c / sin_theta;  // sin_theta >= sqrt(1 - 0.95^2)
-    for (size_t z = 0; z < prm.shf_z.size(); ++z) {
-        const double cz = std::cos(prm.shf_z[z]), sz = std::sin(prm.shf_z[z]);
+    for (size_t z = 0; z < sec.cos_z.size(); ++z) {
+        const double cz = sec.cos_z[z], sz = sec.sin_z[z];
         const double x = std::max(0.0, 0.5 * (1.0 + c * cz + sin_theta * sz));
-        const double xpow = std::pow(x, prm.zeta - 1.0);
+        const double xpow = sec.integer_zeta ? power(x, sec.zeta_minus_one) : std::pow(x, prm.zeta - 1.0);
         f1[z] = 2.0 * xpow * x;
         if (df1) df1[z] = prm.zeta * xpow * (COS_SCALE * cz + dsin_dcos * sz);
     }
+}
+
+// Thread start-up costs more than the work for a few dozen atoms.
+constexpr int64_t MIN_ATOMS_PER_THREAD = 32;
+
+int threads_for(int64_t n_atoms, int n_threads) {
+    const int64_t useful = std::max<int64_t>(1, n_atoms / MIN_ATOMS_PER_THREAD);
+    return static_cast<int>(std::min<int64_t>(resolve_threads(n_threads), useful));
 }
 
 double cosine(const Neighbor& a, const Neighbor& b) {
@@ -119,8 +154,9 @@ void aev_forward(const AEVParams& prm, int64_t n_atoms, const int32_t* species, 
     const std::vector<int64_t> pair_index = species_pair_table(prm.n_species);
     const int64_t length = prm.length(), radial_length = prm.radial_length();
     const size_t n_r = prm.shf_r.size(), n_a = prm.shf_a.size(), n_z = prm.shf_z.size();
+    const Sections sections(prm.shf_z, prm.zeta);
 
-#pragma omp parallel num_threads(resolve_threads(n_threads))
+#pragma omp parallel num_threads(threads_for(n_atoms, n_threads))
     {
         std::vector<double> acc(length), f1(n_z), f2(n_a);
         std::vector<Neighbor> radial, angular;
@@ -139,7 +175,7 @@ void aev_forward(const AEVParams& prm, int64_t n_atoms, const int32_t* species, 
                 for (size_t b = a + 1; b < angular.size(); ++b) {
                     const Neighbor& na = angular[a];
                     const Neighbor& nb = angular[b];
-                    angle_factors(prm, cosine(na, nb), f1.data(), nullptr);
+                    angle_factors(prm, sections, cosine(na, nb), f1.data(), nullptr);
                     const double mean_r = 0.5 * (na.r + nb.r), fcfc = na.fc * nb.fc;
                     for (size_t k = 0; k < n_a; ++k) {
                         const double dr = mean_r - prm.shf_a[k];
@@ -165,10 +201,11 @@ void aev_backward(const AEVParams& prm, int64_t n_atoms, const int32_t* species,
     const std::vector<int64_t> pair_index = species_pair_table(prm.n_species);
     const int64_t length = prm.length(), radial_length = prm.radial_length();
     const size_t n_r = prm.shf_r.size(), n_a = prm.shf_a.size(), n_z = prm.shf_z.size();
+    const Sections sections(prm.shf_z, prm.zeta);
     // Gradient per directed entry: atom i writes only its own entries, so no atomics.
     std::vector<double> grad_entry(3 * dir.pair.size(), 0.0);
 
-#pragma omp parallel num_threads(resolve_threads(n_threads))
+#pragma omp parallel num_threads(threads_for(n_atoms, n_threads))
     {
         std::vector<double> g(length), f1(n_z), df1(n_z), f2(n_a), df2(n_a);
         std::vector<Neighbor> radial, angular;
@@ -195,7 +232,7 @@ void aev_backward(const AEVParams& prm, int64_t n_atoms, const int32_t* species,
                     const Neighbor& na = angular[a];
                     const Neighbor& nb = angular[b];
                     const double cos_ab = cosine(na, nb);
-                    angle_factors(prm, cos_ab, f1.data(), df1.data());
+                    angle_factors(prm, sections, cos_ab, f1.data(), df1.data());
                     const double mean_r = 0.5 * (na.r + nb.r);
                     for (size_t k = 0; k < n_a; ++k) {
                         const double dr = mean_r - prm.shf_a[k];

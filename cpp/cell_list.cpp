@@ -178,6 +178,8 @@ NeighborList neighbor_list(const double* positions, int64_t n_atoms, const doubl
     }
 
     const double cutoff2 = cutoff * cutoff;
+    // Thread start-up costs more than the search for small systems.
+    n_threads = static_cast<int>(std::min<int64_t>(n_threads, std::max<int64_t>(1, n_atoms / 64)));
     std::vector<NeighborList> partial(n_threads);
 
 #pragma omp parallel num_threads(n_threads)

@@ -54,9 +54,7 @@ def resolve(name: str | None) -> tuple[str, ModuleType]:
         try:
             return "numba", _import_numba()
         except ImportError as err:
-            raise ImportError(
-                f"backend='numba' needs the numba package ({err}); pip install numba"
-            ) from None
+            raise ImportError(f"backend='numba' needs the numba package ({err}); pip install numba") from None
     try:
         return "cpp", _import_cpp()
     except ImportError as err:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ._core import aev, aev_backward, neighbor_list, pair_forces
 from ._core import AEVParams as _AEVParams
+from ._core import aev, aev_backward, neighbor_list, pair_forces
 
 
 def make_params(aev: dict, n_species: int) -> _AEVParams:

@@ -34,7 +34,9 @@ def providers_for(device: str) -> list[str]:
     if device == "cuda":
         hint = "install onnxruntime-gpu (pip install 'pyani[gpu]')"
         if _installed("onnxruntime") and _installed("onnxruntime-gpu"):
-            hint = "onnxruntime and onnxruntime-gpu are both installed; uninstall both, then install only onnxruntime-gpu"
+            hint = (
+                "onnxruntime and onnxruntime-gpu are both installed; uninstall both, then install only onnxruntime-gpu"
+            )
         raise ValueError(
             f"device='cuda' needs ONNX Runtime's CUDAExecutionProvider, which is not available "
             f"(available: {available}); {hint}, or use device='cpu'"
@@ -81,7 +83,5 @@ def read_metadata(session, source: str) -> dict:
     except (ValueError, KeyError, TypeError):
         raise ValueError(f"{source}: the '{METADATA_KEY}' metadata is corrupt") from None
     if version != FORMAT_VERSION:
-        raise ValueError(
-            f"{source} has model format version {version}; this pyani reads version {FORMAT_VERSION}"
-        )
+        raise ValueError(f"{source} has model format version {version}; this pyani reads version {FORMAT_VERSION}")
     return data

@@ -27,12 +27,11 @@ def numbers(value, known: np.ndarray) -> tuple[np.ndarray, bool]:
         raise TypeError(f"numbers must be integers (atomic numbers), got dtype {raw.dtype}")
     if raw.ndim not in (1, 2):
         raise ValueError(f"numbers must have shape (n_atoms,) or (n_structures, n_atoms), got {raw.shape}")
-    if raw.dtype.kind == "f":
-        if not np.all(np.isfinite(raw)) or np.any(raw != np.round(raw)):
-            raise TypeError("numbers must be integers (atomic numbers); got non-integer values")
-    out = raw.astype(np.int64).reshape(-1, raw.shape[-1])
-    if out.size == 0:
+    if raw.dtype.kind == "f" and (not np.all(np.isfinite(raw)) or np.any(raw != np.round(raw))):
+        raise TypeError("numbers must be integers (atomic numbers); got non-integer values")
+    if raw.size == 0:
         raise ValueError("numbers must contain at least one atom")
+    out = raw.astype(np.int64).reshape(-1, raw.shape[-1])
     bad = out[(out < -1) | (out == 0)]
     if bad.size:
         raise ValueError(f"numbers must be positive atomic numbers (-1 marks padding), got {bad[0]}")

@@ -80,9 +80,7 @@ def load(
         path = Path(name_or_path)
         if path.suffix not in (".onnx", ".info"):
             known = ", ".join(repr(n) for n in SHIPPED)
-            raise ValueError(
-                f"name_or_path: {text!r} is neither a known model ({known}) nor a .onnx / .info path"
-            )
+            raise ValueError(f"name_or_path: {text!r} is neither a known model ({known}) nor a .onnx / .info path")
         if not path.is_file():
             raise FileNotFoundError(f"name_or_path: no such file: {path}")
         source = str(path)
@@ -212,16 +210,12 @@ class Model:
         if atomic:
             result.atomic_energies = scatter(member_atomic.mean(axis=0) + self_energy)
         if want_gradient:
-            grad_vectors = k.aev_backward(
-                self._params, species, pairs, vectors, rows, aev_grad, self._n_threads
-            )
+            grad_vectors = k.aev_backward(self._params, species, pairs, vectors, rows, aev_grad, self._n_threads)
             if forces:
                 result.forces = scatter(k.pair_forces(n_atoms, pairs, grad_vectors))
             if stress:
                 bounds = np.cumsum([0, *pair_counts])
-                virial = np.stack(
-                    [vectors[s:e].T @ grad_vectors[s:e] for s, e in zip(bounds[:-1], bounds[1:])]
-                )
+                virial = np.stack([vectors[s:e].T @ grad_vectors[s:e] for s, e in zip(bounds[:-1], bounds[1:])])
                 sigma = virial / volumes[:, None, None]
                 result.stress = sigma if batched else sigma[0]
         return result

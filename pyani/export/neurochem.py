@@ -76,8 +76,7 @@ def read_info(info_file: str | Path) -> Ensemble:
     lines = [ln.strip() for ln in info_file.read_text().splitlines() if ln.strip()]
     if len(lines) < 4:
         raise NeuroChemError(
-            f"{info_file}: expected 4 lines (constants, self energies, prefix, size), "
-            f"got {len(lines)}"
+            f"{info_file}: expected 4 lines (constants, self energies, prefix, size), got {len(lines)}"
         )
     base = info_file.parent
     elements, aev = read_constants(base / lines[0])
@@ -95,9 +94,7 @@ def read_info(info_file: str | Path) -> Ensemble:
         if any(s != shapes[0] for s in shapes):
             raise NeuroChemError(f"{info_file}: members of element {el} have different layer shapes")
         if shapes[0][0][1] != n_in:
-            raise NeuroChemError(
-                f"{info_file}: network of {el} takes {shapes[0][0][1]} inputs, AEV has {n_in}"
-            )
+            raise NeuroChemError(f"{info_file}: network of {el} takes {shapes[0][0][1]} inputs, AEV has {n_in}")
     provenance = {"source": "NeuroChem", "info_file": info_file.name}
     return Ensemble(elements, aev, self_energies, networks, provenance)
 
@@ -183,9 +180,7 @@ def read_network(nnf: Path) -> list[tuple[np.ndarray, np.ndarray]]:
         try:
             n_out, n_in = int(fields["nodes"]), int(fields["blocksize"])
             activation = int(fields["activation"])
-            (w_file, w_size), (b_file, b_size) = (
-                _FILE.match(fields[key]).groups() for key in ("weights", "biases")
-            )
+            (w_file, w_size), (b_file, b_size) = (_FILE.match(fields[key]).groups() for key in ("weights", "biases"))
         except (KeyError, AttributeError, ValueError):
             raise NeuroChemError(f"{nnf}: layer {k + 1} is malformed") from None
         last = k == len(blocks) - 1

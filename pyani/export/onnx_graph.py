@@ -163,8 +163,12 @@ def build_model(ens: Ensemble):
     )
     main.append(
         helper.make_node(
-            "If", ["with_gradient"], ["aev_gradient"], name="maybe_gradient",
-            then_branch=then_graph, else_branch=else_graph,
+            "If",
+            ["with_gradient"],
+            ["aev_gradient"],
+            name="maybe_gradient",
+            then_branch=then_graph,
+            else_branch=else_graph,
         )
     )
     graph = helper.make_graph(
@@ -181,9 +185,7 @@ def build_model(ens: Ensemble):
         ],
         initializer=b.initializers,
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pyani"
-    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pyani")
     model.ir_version = 8  # readable by onnxruntime >= 1.14
     helper.set_model_props(model, {METADATA_KEY: json.dumps(meta)})
     checker.check_model(model)

@@ -1,0 +1,183 @@
+"""Whole models against stored float64 TorchANI numbers, and physical consistency checks."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from conftest import MODELS, get_model, load_reference, reference_systems
+from oracles import random_molecule, random_rotation
+
+import pyani
+from pyani import _runtime
+
+# The issue's accuracy bars against float64 TorchANI.
+ENERGY_PER_ATOM = 1e-6  # Hartree
+FORCE = 5e-5  # Hartree/Angstrom, largest component
+ATOMIC = 1e-5  # Hartree
+STRESS = 1e-6  # Hartree/Angstrom^3
+
+CASES = [(name, system) for name in MODELS for system in reference_systems(name)]
+
+
+def test_reference_data_is_there():
+    for name in ("ani-1x", "ani-1ccx", "ani-2x"):
+        assert len(reference_systems(name)) >= 5, f"reference data for {name} is missing"
+
+
+@pytest.mark.parametrize(("name", "system"), CASES, ids=[f"{n}-{s}" for n, s in CASES])
+def test_matches_torchani(backend, name, system):
+    model = get_model(name, backend)
+    ref = load_reference(name, system)
+    periodic = "cell" in ref
+    r = model.compute(ref["numbers"], ref["positions"], ref.get("cell"), ref.get("pbc"), atomic=True, stress=periodic)
+    n_atoms = np.count_nonzero(ref["numbers"] >= 0, axis=-1)
+    assert np.all(np.abs(r.energy - ref["energy"]) / n_atoms <= ENERGY_PER_ATOM), r.energy - ref["energy"]
+    member_error = np.abs(r.member_energies - ref["member_energies"]) / np.expand_dims(n_atoms, -1)
+    assert member_error.max() <= ENERGY_PER_ATOM
+    assert np.abs(r.forces - ref["forces"]).max() <= FORCE
+    assert np.abs(r.atomic_energies - ref["atomic_energies"]).max() <= ATOMIC
+    if periodic:
+        assert np.abs(r.stress - ref["stress"]).max() <= STRESS
+
+
+def test_batch_equals_one_by_one(backend):
+    model = get_model("ani-1x", backend)
+    rng = np.random.default_rng(30)
+    molecules = [random_molecule(rng, n) for n in (5, 9, 3)]
+    numbers = np.full((3, 9), -1)
+    positions = np.zeros((3, 9, 3))
+    for b, (z, p) in enumerate(molecules):
+        numbers[b, : len(z)] = z
+        positions[b, : len(z)] = p
+    batch = model.compute(numbers, positions, atomic=True)
+    assert batch.forces.shape == (3, 9, 3) and batch.member_energies.shape == (3, 8)
+    for b, (z, p) in enumerate(molecules):
+        one = model.compute(z, p, atomic=True)
+        # Different GEMM shapes round float32 differently: agreement to float32 precision.
+        assert abs(batch.energy[b] - one.energy) < 1e-7
+        np.testing.assert_allclose(batch.forces[b, : len(z)], one.forces, atol=1e-6)
+        np.testing.assert_allclose(batch.atomic_energies[b, : len(z)], one.atomic_energies, atol=1e-7)
+        assert np.all(batch.forces[b, len(z) :] == 0) and np.all(batch.atomic_energies[b, len(z) :] == 0)
+
+
+def test_energy_bookkeeping(backend):
+    model = get_model("ani-1ccx", backend)
+    numbers, pos = random_molecule(np.random.default_rng(31), 12)
+    r = model.compute(numbers, pos, atomic=True)
+    assert r.atomic_energies.sum() == pytest.approx(r.energy, abs=1e-9)
+    assert r.member_energies.mean() == pytest.approx(r.energy, abs=1e-9)
+    assert r.energy_std == pytest.approx(np.std(r.member_energies, ddof=1))
+    assert r.energy_std > 0
+    energy_only = model.compute(numbers, pos, forces=False)
+    assert energy_only.forces is None and energy_only.stress is None and energy_only.atomic_energies is None
+    assert energy_only.energy == r.energy
+
+
+def test_translation_rotation_permutation(backend):
+    model = get_model("ani-1x", backend)
+    rng = np.random.default_rng(32)
+    numbers, pos = random_molecule(rng, 14)
+    base = model.compute(numbers, pos)
+    rot = random_rotation(rng)
+    moved = model.compute(numbers, pos @ rot.T + [10.0, -3.0, 2.5])
+    assert abs(moved.energy - base.energy) < 2e-6
+    np.testing.assert_allclose(moved.forces, base.forces @ rot.T, atol=2e-5)
+    perm = rng.permutation(len(numbers))
+    permuted = model.compute(numbers[perm], pos[perm])
+    assert abs(permuted.energy - base.energy) < 2e-6
+    np.testing.assert_allclose(permuted.forces, base.forces[perm], atol=2e-5)
+
+
+def test_periodic_images_and_supercell(backend):
+    model = get_model("ani-1x", backend)
+    rng = np.random.default_rng(33)
+    cell = np.array([[6.0, 0, 0], [1.0, 6.5, 0], [0.5, -0.8, 7.0]])
+    numbers, frac = random_molecule(rng, 12, box=1.0, min_distance=0.15)
+    pos = frac @ cell
+    base = model.compute(numbers, pos, cell, stress=True)
+    imaged = model.compute(numbers, pos + rng.integers(-2, 3, (12, 3)) @ cell, cell, stress=True)
+    assert abs(imaged.energy - base.energy) < 2e-6
+    np.testing.assert_allclose(imaged.forces, base.forces, atol=2e-5)
+    np.testing.assert_allclose(imaged.stress, base.stress, atol=1e-7)
+    # A 2x1x1 supercell holds twice the energy, the same forces and the same stress.
+    super_cell = cell * [[2], [1], [1]]
+    doubled = model.compute(np.tile(numbers, 2), np.concatenate([pos, pos + cell[0]]), super_cell, stress=True)
+    assert abs(doubled.energy - 2 * base.energy) < 5e-6
+    np.testing.assert_allclose(doubled.forces[:12], base.forces, atol=2e-5)
+    np.testing.assert_allclose(doubled.stress, base.stress, atol=1e-7)
+    np.testing.assert_allclose(base.stress, base.stress.T, atol=1e-7)
+
+
+def test_compute_is_thread_safe(backend):
+    model = get_model("ani-1x", backend)
+    rng = np.random.default_rng(34)
+    systems = [random_molecule(rng, n) for n in (6, 10, 14, 18)]
+    expected = [model.compute(z, p).energy for z, p in systems]
+    results, errors = {}, []
+
+    def work(k):
+        try:
+            for _ in range(5):
+                z, p = systems[k % 4]
+                results.setdefault(k, []).append(model.compute(z, p).energy)
+        except Exception as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for k, values in results.items():
+        assert values == [expected[k % 4]] * 5
+
+
+def test_shipped_models_describe_themselves():
+    for name, first_self_energy in (("ani-1x", -0.60095298), ("ani-1ccx", -0.59915013)):
+        model = pyani.load(name)
+        assert model.elements == ("H", "C", "N", "O")
+        assert model.ensemble_size == 8 and model.cutoff == pytest.approx(5.2)
+        assert model.self_energies[0] == pytest.approx(first_self_energy)
+        assert model.metadata["provenance"]["info_file"] == f"{name}_8x.info"
+
+
+def test_device_choice(monkeypatch):
+    assert _runtime.providers_for("cpu") == ["CPUExecutionProvider"]
+    assert pyani.load("ani-1x", device="cpu").device == "cpu"
+    if "CUDAExecutionProvider" not in _runtime.ort.get_available_providers():
+        assert pyani.load("ani-1x", device="auto").device == "cpu"
+        with pytest.raises(ValueError, match="device='cuda' needs ONNX Runtime's CUDAExecutionProvider"):
+            pyani.load("ani-1x", device="cuda")
+    # A CUDA provider that is listed but cannot start: auto falls back, explicit cuda fails.
+    monkeypatch.setattr(
+        _runtime.ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    monkeypatch.setattr(_runtime.ort, "InferenceSession", _SessionWithoutCuda)
+    assert pyani.load("ani-1x", device="auto").device == "cpu"
+    with pytest.raises(ValueError, match="on CUDA"):
+        pyani.load("ani-1x", device="cuda")
+
+
+_RealSession = _runtime.ort.InferenceSession
+
+
+class _SessionWithoutCuda(_RealSession):
+    def __init__(self, model, options=None, providers=None):
+        if providers and "CUDAExecutionProvider" in providers:
+            raise RuntimeError("CUDA driver not found")
+        super().__init__(model, options, providers=providers)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" not in _runtime.ort.get_available_providers(), reason="needs a CUDA GPU and onnxruntime-gpu"
+)
+def test_cuda_matches_cpu():  # pragma: no cover - no GPU on the CI machines
+    numbers, pos = random_molecule(np.random.default_rng(35), 12)
+    gpu = pyani.load("ani-1x", device="cuda")
+    assert gpu.device == "cuda"
+    cpu = pyani.load("ani-1x", device="cpu")
+    assert abs(gpu.compute(numbers, pos).energy - cpu.compute(numbers, pos).energy) < 1e-5
