@@ -92,6 +92,8 @@ void gather(const AEVParams& prm, const Directed& dir, const int64_t* pairs, con
 
 // cos and sin of the angular sections ShfZ, computed once per call.
 // Zeta is a whole number in ANI-1x (32): then x^(zeta-1) by squaring beats std::pow.
+constexpr size_t MAX_SECTIONS = 64;  // checked when AEVParams are made (bindings)
+
 struct Sections {
     std::vector<double> cos_z, sin_z;
     bool integer_zeta;
@@ -116,6 +118,41 @@ double power(double x, int64_t n) {
     return result;
 }
 
+// exp(-eta (x - shift_k)^2) for every shift k. The shifts of every ANI model are evenly
+// spaced: then two exps and a product recurrence replace one exp per shift
+// (g_{k+1} = g_k r_k, r_{k+1} = r_k exp(-2 eta step^2)), unless that could under/overflow.
+struct Gaussians {
+    double eta, step = 0, decay = 0;
+    std::vector<double> shifts;
+    bool uniform;
+    Gaussians(double eta_, const std::vector<double>& shifts_) : eta(eta_), shifts(shifts_) {
+        uniform = shifts.size() > 2;
+        if (uniform) step = (shifts.back() - shifts.front()) / (shifts.size() - 1);
+        for (size_t k = 0; uniform && k < shifts.size(); ++k) {
+            uniform = std::fabs(shifts[0] + k * step - shifts[k]) <= 1e-6 * std::fabs(step);
+        }
+        decay = std::exp(-2.0 * eta * step * step);
+    }
+    void operator()(double x, double* out) const {
+        const double t = x - shifts[0];
+        const double span = eta * std::fabs(t) * (std::fabs(t) + 2.0 * std::fabs(step) * shifts.size());
+        if (!uniform || span > 600.0) {
+            for (size_t k = 0; k < shifts.size(); ++k) {
+                const double d = x - shifts[k];
+                out[k] = std::exp(-eta * d * d);
+            }
+            return;
+        }
+        double g = std::exp(-eta * t * t);
+        double ratio = std::exp(eta * step * (2.0 * t - step));
+        for (size_t k = 0; k < shifts.size(); ++k) {
+            out[k] = g;
+            g *= ratio;
+            ratio *= decay;
+        }
+    }
+};
+
 // Angular factors of one triple: F1[z] = 2 X^zeta with X = (1 + cos(theta - ShfZ)) / 2,
 // and dF1/dcos; cos(theta - z) expanded so no acos is needed.
 void angle_factors(const AEVParams& prm, const Sections& sec, double cos_angle, double* f1,
@@ -123,12 +160,32 @@ void angle_factors(const AEVParams& prm, const Sections& sec, double cos_angle, 
     const double c = COS_SCALE * cos_angle;
     const double sin_theta = std::sqrt(std::max(0.0, 1.0 - c * c));
     const double dsin_dcos = -COS_SCALE * c / sin_theta;  // sin_theta >= sqrt(1 - 0.95^2)
-    for (size_t z = 0; z < sec.cos_z.size(); ++z) {
-        const double cz = sec.cos_z[z], sz = sec.sin_z[z];
-        const double x = std::max(0.0, 0.5 * (1.0 + c * cz + sin_theta * sz));
-        const double xpow = sec.integer_zeta ? power(x, sec.zeta_minus_one) : std::pow(x, prm.zeta - 1.0);
-        f1[z] = 2.0 * xpow * x;
-        if (df1) df1[z] = prm.zeta * xpow * (COS_SCALE * cz + dsin_dcos * sz);
+    const size_t n_z = sec.cos_z.size();
+    double x[MAX_SECTIONS], xpow[MAX_SECTIONS];
+    for (size_t z = 0; z < n_z; ++z) {
+        x[z] = std::max(0.0, 0.5 * (1.0 + c * sec.cos_z[z] + sin_theta * sec.sin_z[z]));
+    }
+    if (sec.integer_zeta) {
+        // x^(zeta-1) by squaring, all sections at once (the loops vectorise).
+        double base[MAX_SECTIONS];
+        for (size_t z = 0; z < n_z; ++z) {
+            base[z] = x[z];
+            xpow[z] = 1.0;
+        }
+        for (int64_t n = sec.zeta_minus_one; n > 0; n >>= 1) {
+            if (n & 1) {
+                for (size_t z = 0; z < n_z; ++z) xpow[z] *= base[z];
+            }
+            for (size_t z = 0; z < n_z; ++z) base[z] *= base[z];
+        }
+    } else {
+        for (size_t z = 0; z < n_z; ++z) xpow[z] = std::pow(x[z], prm.zeta - 1.0);
+    }
+    for (size_t z = 0; z < n_z; ++z) f1[z] = 2.0 * xpow[z] * x[z];
+    if (df1) {
+        for (size_t z = 0; z < n_z; ++z) {
+            df1[z] = prm.zeta * xpow[z] * (COS_SCALE * sec.cos_z[z] + dsin_dcos * sec.sin_z[z]);
+        }
     }
 }
 
@@ -155,10 +212,11 @@ void aev_forward(const AEVParams& prm, int64_t n_atoms, const int32_t* species, 
     const int64_t length = prm.length(), radial_length = prm.radial_length();
     const size_t n_r = prm.shf_r.size(), n_a = prm.shf_a.size(), n_z = prm.shf_z.size();
     const Sections sections(prm.shf_z, prm.zeta);
+    const Gaussians radial_terms(prm.eta_r, prm.shf_r), angular_terms(prm.eta_a, prm.shf_a);
 
 #pragma omp parallel num_threads(threads_for(n_atoms, n_threads))
     {
-        std::vector<double> acc(length), f1(n_z), f2(n_a);
+        std::vector<double> acc(length), f1(n_z), f2(n_a), g(n_r);
         std::vector<Neighbor> radial, angular;
 #pragma omp for schedule(dynamic, 16)
         for (int64_t i = 0; i < n_atoms; ++i) {
@@ -166,21 +224,18 @@ void aev_forward(const AEVParams& prm, int64_t n_atoms, const int32_t* species, 
             gather(prm, dir, pairs, vectors, species, i, radial, angular);
             for (const Neighbor& nb : radial) {
                 double* out = acc.data() + nb.species * n_r;
-                for (size_t k = 0; k < n_r; ++k) {
-                    const double dr = nb.r - prm.shf_r[k];
-                    out[k] += 0.25 * std::exp(-prm.eta_r * dr * dr) * nb.fc;
-                }
+                radial_terms(nb.r, g.data());
+                const double scale = 0.25 * nb.fc;
+                for (size_t k = 0; k < n_r; ++k) out[k] += scale * g[k];
             }
             for (size_t a = 0; a < angular.size(); ++a) {
                 for (size_t b = a + 1; b < angular.size(); ++b) {
                     const Neighbor& na = angular[a];
                     const Neighbor& nb = angular[b];
                     angle_factors(prm, sections, cosine(na, nb), f1.data(), nullptr);
-                    const double mean_r = 0.5 * (na.r + nb.r), fcfc = na.fc * nb.fc;
-                    for (size_t k = 0; k < n_a; ++k) {
-                        const double dr = mean_r - prm.shf_a[k];
-                        f2[k] = std::exp(-prm.eta_a * dr * dr) * fcfc;
-                    }
+                    const double fcfc = na.fc * nb.fc;
+                    angular_terms(0.5 * (na.r + nb.r), f2.data());
+                    for (size_t k = 0; k < n_a; ++k) f2[k] *= fcfc;
                     double* out = acc.data() + radial_length +
                                   pair_index[na.species * prm.n_species + nb.species] * n_a * n_z;
                     for (size_t k = 0; k < n_a; ++k) {
@@ -202,12 +257,13 @@ void aev_backward(const AEVParams& prm, int64_t n_atoms, const int32_t* species,
     const int64_t length = prm.length(), radial_length = prm.radial_length();
     const size_t n_r = prm.shf_r.size(), n_a = prm.shf_a.size(), n_z = prm.shf_z.size();
     const Sections sections(prm.shf_z, prm.zeta);
+    const Gaussians radial_terms(prm.eta_r, prm.shf_r), angular_terms(prm.eta_a, prm.shf_a);
     // Gradient per directed entry: atom i writes only its own entries, so no atomics.
     std::vector<double> grad_entry(3 * dir.pair.size(), 0.0);
 
 #pragma omp parallel num_threads(threads_for(n_atoms, n_threads))
     {
-        std::vector<double> g(length), f1(n_z), df1(n_z), f2(n_a), df2(n_a);
+        std::vector<double> g(length), f1(n_z), df1(n_z), f2(n_a), df2(n_a), gauss(n_r);
         std::vector<Neighbor> radial, angular;
 #pragma omp for schedule(dynamic, 16)
         for (int64_t i = 0; i < n_atoms; ++i) {
@@ -217,12 +273,13 @@ void aev_backward(const AEVParams& prm, int64_t n_atoms, const int32_t* species,
 
             for (const Neighbor& nb : radial) {
                 const double* gr = g.data() + nb.species * n_r;
+                radial_terms(nb.r, gauss.data());
                 double de_dr = 0;
                 for (size_t k = 0; k < n_r; ++k) {
                     const double dr = nb.r - prm.shf_r[k];
-                    const double e = 0.25 * std::exp(-prm.eta_r * dr * dr);
-                    de_dr += gr[k] * e * (nb.dfc - 2.0 * prm.eta_r * dr * nb.fc);
+                    de_dr += gr[k] * gauss[k] * (nb.dfc - 2.0 * prm.eta_r * dr * nb.fc);
                 }
+                de_dr *= 0.25;
                 double* out = grad_entry.data() + 3 * nb.entry;
                 for (int c = 0; c < 3; ++c) out[c] += de_dr * nb.v[c] / nb.r;
             }
@@ -234,11 +291,8 @@ void aev_backward(const AEVParams& prm, int64_t n_atoms, const int32_t* species,
                     const double cos_ab = cosine(na, nb);
                     angle_factors(prm, sections, cos_ab, f1.data(), df1.data());
                     const double mean_r = 0.5 * (na.r + nb.r);
-                    for (size_t k = 0; k < n_a; ++k) {
-                        const double dr = mean_r - prm.shf_a[k];
-                        f2[k] = std::exp(-prm.eta_a * dr * dr);
-                        df2[k] = -2.0 * prm.eta_a * dr * f2[k];
-                    }
+                    angular_terms(mean_r, f2.data());
+                    for (size_t k = 0; k < n_a; ++k) df2[k] = -2.0 * prm.eta_a * (mean_r - prm.shf_a[k]) * f2[k];
                     const double* ga = g.data() + radial_length +
                                        pair_index[na.species * prm.n_species + nb.species] * n_a * n_z;
                     // Contract the gradient with each factor once, then apply the chain rule.
