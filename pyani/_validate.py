@@ -96,6 +96,23 @@ def cell_and_pbc(cell, pbc, n_structures: int, batched: bool) -> tuple[np.ndarra
     return out, pbc_out
 
 
+#: Less volume per atom than this (Angstrom^3) is denser than any matter (diamond: 5.7), and
+#: the number of periodic images within the cutoff, hence memory, grows as its inverse.
+MIN_VOLUME_PER_ATOM = 1.0
+
+
+def density(atoms_per_structure: np.ndarray, cells: np.ndarray, pbc: np.ndarray) -> None:
+    """Reject fully periodic cells far too small for the atoms they hold."""
+    if not pbc.all():
+        return
+    volume_per_atom = np.abs(np.linalg.det(cells)) / atoms_per_structure
+    if np.any(volume_per_atom < MIN_VOLUME_PER_ATOM):
+        raise ValueError(
+            f"cell is too small: {volume_per_atom.min():.3g} Angstrom^3 per atom "
+            f"(less than {MIN_VOLUME_PER_ATOM} is denser than any matter; are the units Angstrom?)"
+        )
+
+
 def flag(value, name: str) -> bool:
     """A keyword flag that must really be a bool."""
     if not isinstance(value, (bool, np.bool_)):

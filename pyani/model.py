@@ -149,6 +149,8 @@ class Model:
         mask = nums >= 0
         pos = _validate.positions(positions, nums.shape, batched, mask)
         cells, pbc_ = _validate.cell_and_pbc(cell, pbc, nums.shape[0], batched)
+        atom_counts = mask.sum(axis=1)
+        _validate.density(atom_counts, cells, pbc_)
         volumes = None
         if stress:
             if not pbc_.any():
@@ -160,7 +162,6 @@ class Model:
         k = self._kernels
         species = self._species_of[nums[mask]]
         n_atoms = species.size
-        atom_counts = mask.sum(axis=1)
         pairs, vectors, pair_counts = [], [], []
         offset = 0
         for b in range(nums.shape[0]):

@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import MODELS, get_model, load_reference, reference_systems
+from conftest import BACKENDS, MODELS, get_model, load_reference, reference_systems
 from oracles import random_molecule, random_rotation
 
 import pyani
@@ -181,3 +181,12 @@ def test_cuda_matches_cpu():  # pragma: no cover - no GPU on the CI machines
     assert gpu.device == "cuda"
     cpu = pyani.load("ani-1x", device="cpu")
     assert abs(gpu.compute(numbers, pos).energy - cpu.compute(numbers, pos).energy) < 1e-5
+
+
+def test_auto_backend_prefers_the_cpp_core(monkeypatch):
+    monkeypatch.delenv("PYANI_BACKEND", raising=False)
+    if "cpp" in BACKENDS:
+        assert pyani.load("ani-1x").backend == "cpp"
+    else:
+        with pytest.warns(RuntimeWarning, match="C.. extension is not available"):
+            assert pyani.load("ani-1x").backend == "numba"

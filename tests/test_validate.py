@@ -47,6 +47,7 @@ def model(backend):
         ({"cell": np.zeros((3, 3))}, ValueError, "cell is singular"),
         ({"cell": [[8, 0, 0], [16, 0, 0], [0, 0, 8]]}, ValueError, "cell is singular"),
         ({"cell": CELL * np.nan}, ValueError, "cell contains NaN"),
+        ({"cell": CELL / 8}, ValueError, "cell is too small: 0.2 Angstrom.3 per atom"),
         ({"cell": CELL, "pbc": [True, True, False], "stress": True}, None, None),
         ({"stress": True}, ValueError, "stress=True needs a periodic system"),
         (
