@@ -147,7 +147,8 @@ NeighborList neighbor_list(const double* positions, int64_t n_atoms, const doubl
         n_bins[d] = std::max<int64_t>(1, static_cast<int64_t>(std::floor(spacing[d] / cutoff)));
     }
     const int64_t max_bins = std::max<int64_t>(8, 2 * n_atoms);
-    while (n_bins[0] * n_bins[1] * n_bins[2] > max_bins) {
+    // The product in double: bins for atoms 1e8 A apart would overflow int64.
+    while (static_cast<double>(n_bins[0]) * n_bins[1] * n_bins[2] > max_bins) {
         int d = static_cast<int>(std::max_element(n_bins.begin(), n_bins.end()) - n_bins.begin());
         n_bins[d] = (n_bins[d] + 1) / 2;
     }
