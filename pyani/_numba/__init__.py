@@ -1,0 +1,198 @@
+"""Numba twin of the C++ core (``pyani._core``), behind the backend interface of
+``pyani._backend``: same functions, arguments, checks, error messages, dtypes and pair order.
+
+Kernels are compiled on first use (~15 s) and cached on disk (``cache=True``: next to the
+sources, else in Numba's user cache directory; NUMBA_CACHE_DIR overrides), so later
+processes only load them (~0.4 s).
+
+The function ``aev`` below shadows the submodule ``pyani._numba.aev`` as an attribute of
+this package; reach the module through ``sys.modules["pyani._numba.aev"]`` if needed.
+"""
+
+from __future__ import annotations
+
+import operator
+import threading
+from contextlib import contextmanager
+
+import numba
+import numpy as np
+
+from . import aev as _aev
+from . import cell_list as _cell_list
+from .aev import AEVParams
+
+# Thread start-up costs more than the work for small systems: the C++ core's thresholds.
+# Small systems still go through the parallel kernels, on one thread: a launch costs a few
+# microseconds, less than compiling serial twins of every kernel.
+_MIN_ATOMS_PER_THREAD_AEV = 32
+_MIN_ATOMS_PER_THREAD_NEIGHBORS = 64
+
+_launch_lock = threading.Lock()
+_layer_is_threadsafe: bool | None = None
+
+
+def _parallel_launch_is_threadsafe() -> bool:
+    """Whether parallel kernels may run from several Python threads at once.
+
+    Numba's "workqueue" threading layer aborts the process on concurrent launches; "omp" and
+    "tbb" do not. With workqueue (or a layer not yet started) launches take a lock.
+    """
+    global _layer_is_threadsafe
+    if _layer_is_threadsafe is None:
+        try:
+            _layer_is_threadsafe = numba.threading_layer() != "workqueue"
+        except ValueError:  # not started; numba.get/set_num_threads start it
+            return False
+    return _layer_is_threadsafe
+
+
+def _threads(n_threads, n_atoms: int, min_atoms_per_thread: int) -> int:
+    n_threads = operator.index(n_threads)
+    # 0 (or negative, as in the C++ resolve_threads) = this thread's current numba setting.
+    wanted = n_threads if n_threads > 0 else numba.get_num_threads()
+    wanted = min(wanted, numba.config.NUMBA_NUM_THREADS)
+    return max(1, min(wanted, n_atoms // min_atoms_per_thread))
+
+
+@contextmanager
+def _using_threads(n: int):
+    # numba.set_num_threads is thread-local (each Python thread has its own value), so setting
+    # and restoring it here does not disturb other threads running kernels concurrently.
+    previous = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        if _parallel_launch_is_threadsafe():
+            yield
+        else:
+            with _launch_lock:
+                yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def _array(value, dtype) -> np.ndarray:
+    """C-contiguous, writeable array of `dtype` (unsafe casts, like pybind11's forcecast);
+    writeable so that Numba compiles one signature per kernel, not one per input flag."""
+    out = np.asarray(value, dtype=dtype, order="C")
+    return out if out.flags.writeable else out.copy()
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def _require_shape(a: np.ndarray, name: str, shape: tuple) -> None:
+    ok = a.ndim == len(shape) and all(s < 0 or a.shape[d] == s for d, s in enumerate(shape))
+    if not ok:
+        want = "(" + ", ".join("n" if s < 0 else str(s) for s in shape) + ")"
+        raise ValueError(f"{name} must have shape {want}")
+
+
+def _check_pairs(pairs: np.ndarray, vectors: np.ndarray, n_atoms: int, vectors_name: str = "vectors") -> None:
+    _require_shape(pairs, "pairs", (-1, 2))
+    _require_shape(vectors, vectors_name, (pairs.shape[0], 3))
+    in_range = pairs.size == 0 or (pairs.min() >= 0 and pairs.max() < n_atoms)
+    _require(in_range, "pairs contains an atom index out of range")
+
+
+def _check_atoms(params: AEVParams, species: np.ndarray, rows: np.ndarray, n_rows: int) -> None:
+    _require_shape(species, "species", (-1,))
+    _require_shape(rows, "rows", (species.shape[0],))
+    # The C++ checks atom by atom (species, then rows): the first bad atom names the message.
+    bad_species = np.flatnonzero((species < 0) | (species >= params.n_species))
+    bad_rows = np.flatnonzero((rows < 0) | (rows >= n_rows))
+    if bad_species.size and (not bad_rows.size or bad_species[0] <= bad_rows[0]):
+        raise ValueError("species contains an index out of range")
+    _require(not bad_rows.size, "rows contains an index out of range")
+
+
+def make_params(aev: dict, n_species: int) -> AEVParams:
+    """Kernel parameters from a model's ``aev`` metadata (cutoffs in Angstrom, eta in
+    1/Angstrom^2, shifts in Angstrom or radians)."""
+    n_species = operator.index(n_species)
+    radial_cutoff = float(aev["radial_cutoff"])
+    angular_cutoff = float(aev["angular_cutoff"])
+    shifts = {}
+    for key in ("shf_r", "shf_a", "shf_z"):
+        value = np.array(aev[key], dtype=np.float64)
+        if value.ndim != 1:
+            raise ValueError(f"{key} must be a sequence of numbers")
+        shifts[key] = value
+    _require(n_species > 0, "n_species must be positive")
+    _require(angular_cutoff > 0 and angular_cutoff <= radial_cutoff, "angular_cutoff must be in (0, radial_cutoff]")
+    _require(all(v.size for v in shifts.values()), "shf_r, shf_a and shf_z must not be empty")
+    return AEVParams(
+        n_species=n_species,
+        radial_cutoff=radial_cutoff,
+        angular_cutoff=angular_cutoff,
+        eta_r=float(aev["eta_r"]),
+        eta_a=float(aev["eta_a"]),
+        zeta=float(aev["zeta"]),
+        **shifts,
+    )
+
+
+def neighbor_list(positions, cell, pbc, cutoff, n_threads=0):
+    """Half neighbour list within `cutoff` (Angstrom) of positions [n,3] (Angstrom) in a cell
+    [3,3] (rows = lattice vectors) with periodicity pbc [3]: (pairs [P,2] int64,
+    shifts [P,3] int32, vectors [P,3] float64 Angstrom), in the C++ core's order."""
+    positions = _array(positions, np.float64)
+    cell = _array(cell, np.float64)
+    pbc = _array(pbc, np.bool_)
+    _require_shape(positions, "positions", (-1, 3))
+    _require_shape(cell, "cell", (3, 3))
+    _require_shape(pbc, "pbc", (3,))
+    cutoff = float(cutoff)
+    _require(cutoff > 0, "cutoff must be positive")
+    n_atoms = positions.shape[0]
+    if n_atoms == 0:
+        return np.empty((0, 2), np.int64), np.empty((0, 3), np.int32), np.empty((0, 3), np.float64)
+    with _using_threads(_threads(n_threads, n_atoms, _MIN_ATOMS_PER_THREAD_NEIGHBORS)):
+        return _cell_list.neighbor_list(positions, cell, pbc, cutoff)
+
+
+def aev(params, species, pairs, vectors, rows, n_rows, n_threads=0):
+    """AEVs [n_rows, length] (float32) of atoms with species [N] (0..n_species-1), from the
+    half list pairs [P,2] / vectors [P,3] (Angstrom); atom i goes to row rows[i]."""
+    species = _array(species, np.int32)
+    pairs = _array(pairs, np.int64)
+    vectors = _array(vectors, np.float64)
+    rows = _array(rows, np.int64)
+    n_rows = operator.index(n_rows)
+    _check_atoms(params, species, rows, n_rows)
+    _check_pairs(pairs, vectors, species.shape[0])
+    # Rows not named in `rows` (none in normal use) must not hold garbage.
+    out = np.zeros((n_rows, params.length), dtype=np.float32)
+    with _using_threads(_threads(n_threads, species.shape[0], _MIN_ATOMS_PER_THREAD_AEV)):
+        _aev.aev_forward(params, species, pairs, vectors, rows, out)
+    return out
+
+
+def aev_backward(params, species, pairs, vectors, rows, grad_aev, n_threads=0):
+    """dE/d(vectors) [P,3] (float64, Hartree/Angstrom) from dE/dAEV grad_aev [n_rows, length]
+    (float32, Hartree); other arguments as for `aev`."""
+    species = _array(species, np.int32)
+    pairs = _array(pairs, np.int64)
+    vectors = _array(vectors, np.float64)
+    rows = _array(rows, np.int64)
+    grad_aev = _array(grad_aev, np.float32)
+    _require_shape(grad_aev, "grad_aev", (-1, params.length))
+    _check_atoms(params, species, rows, grad_aev.shape[0])
+    _check_pairs(pairs, vectors, species.shape[0])
+    with _using_threads(_threads(n_threads, species.shape[0], _MIN_ATOMS_PER_THREAD_AEV)):
+        return _aev.aev_backward(params, species, pairs, vectors, rows, grad_aev)
+
+
+def pair_forces(n_atoms, pairs, grad_vectors):
+    """Forces [N,3] = -dE/dr (float64, Hartree/Angstrom) from dE/d(vector) [P,3] of each pair."""
+    n_atoms = operator.index(n_atoms)
+    pairs = _array(pairs, np.int64)
+    grad_vectors = _array(grad_vectors, np.float64)
+    _require(n_atoms >= 0, "n_atoms must be non-negative")
+    _check_pairs(pairs, grad_vectors, n_atoms, "grad_vectors")
+    return _aev.pair_forces(n_atoms, pairs, grad_vectors)
+
+
+__all__ = ["aev", "aev_backward", "make_params", "neighbor_list", "pair_forces"]

@@ -1,0 +1,388 @@
+"""ANI AEVs over a half neighbour list and their backward pass, a twin of ``cpp/aev.cpp``.
+
+See ``cpp/aev.hpp`` for the formulas and the AEV layout. Sums are float64; the AEV is
+stored as float32. Per-atom work (forward and backward) runs in blocks of atoms spread
+over threads with ``prange``; each atom writes only its own AEV row and its own directed
+entries, so there are no races.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+COS_SCALE = 0.95  # TorchANI/NeuroChem scale the cosine to keep acos finite
+#: Atoms per block: scratch buffers are allocated once per block, not per atom.
+BLOCK = 16
+
+
+class AEVParams(NamedTuple):
+    """AEV hyper-parameters (Angstrom, 1/Angstrom^2, radians) in a Numba-friendly form."""
+
+    n_species: int
+    radial_cutoff: float
+    angular_cutoff: float
+    eta_r: float
+    eta_a: float
+    zeta: float
+    shf_r: np.ndarray
+    shf_a: np.ndarray
+    shf_z: np.ndarray
+
+    @property
+    def radial_length(self) -> int:
+        return self.n_species * len(self.shf_r)
+
+    @property
+    def length(self) -> int:
+        """Length of one AEV row."""
+        n_pairs = self.n_species * (self.n_species + 1) // 2
+        return self.radial_length + n_pairs * len(self.shf_a) * len(self.shf_z)
+
+
+@numba.njit(cache=True)
+def directed_neighbors(n_atoms, pairs):
+    """The half list seen from each atom: entries start[i]:start[i+1] of atom i are pairs
+    `pair[e]`, walked with sign +1 (i is the pair's first atom) or -1 (reversed)."""
+    n_pairs = pairs.shape[0]
+    start = np.zeros(n_atoms + 1, dtype=np.int64)
+    for p in range(n_pairs):
+        start[pairs[p, 0] + 1] += 1
+        start[pairs[p, 1] + 1] += 1
+    for i in range(n_atoms):
+        start[i + 1] += start[i]
+    pair = np.empty(2 * n_pairs, dtype=np.int64)
+    sign = np.empty(2 * n_pairs, dtype=np.int8)
+    fill = start[:-1].copy()
+    for p in range(n_pairs):
+        e = fill[pairs[p, 0]]
+        fill[pairs[p, 0]] += 1
+        pair[e] = p
+        sign[e] = 1
+        e = fill[pairs[p, 1]]
+        fill[pairs[p, 1]] += 1
+        pair[e] = p
+        sign[e] = -1
+    return start, pair, sign
+
+
+@numba.njit(cache=True)
+def species_pair_table(n):
+    """Index of the unordered species pair (a, b) in the upper triangle, row-major."""
+    table = np.empty((n, n), dtype=np.int64)
+    k = 0
+    for a in range(n):
+        for b in range(a, n):
+            table[a, b] = k
+            table[b, a] = k
+            k += 1
+    return table
+
+
+@numba.njit(cache=True)
+def _max_degree(start):
+    most = 0
+    for i in range(start.shape[0] - 1):
+        most = max(most, start[i + 1] - start[i])
+    return most
+
+
+class _Neighbors(NamedTuple):
+    """Scratch for the neighbours of one centre atom (struct-of-arrays of the C++ Neighbor)."""
+
+    entry: np.ndarray
+    v: np.ndarray
+    r: np.ndarray
+    fc: np.ndarray
+    dfc: np.ndarray
+    species: np.ndarray
+
+
+@numba.njit(cache=True)
+def _neighbors(size):
+    return _Neighbors(
+        np.empty(size, dtype=np.int64),
+        np.empty((size, 3)),
+        np.empty(size),
+        np.empty(size),
+        np.empty(size),
+        np.empty(size, dtype=np.int32),
+    )
+
+
+@numba.njit(cache=True)
+def _store(out, k, e, v, r, other, rc):
+    out.entry[k] = e
+    for c in range(3):
+        out.v[k, c] = v[c]
+    out.r[k] = r
+    out.species[k] = other
+    # cutoff_cosine: fc(r) and its derivative at cutoff rc.
+    out.fc[k] = 0.5 * math.cos(math.pi * r / rc) + 0.5
+    out.dfc[k] = -0.5 * math.pi / rc * math.sin(math.pi * r / rc)
+
+
+@numba.njit(cache=True)
+def _gather(prm, start, pair, sign, pairs, vectors, species, i, radial, angular):
+    """Neighbours of atom i within the radial cutoff (all, radial fc) and the angular cutoff
+    (angular fc), in directed-entry order; returns how many of each."""
+    n_radial = 0
+    n_angular = 0
+    v = np.empty(3)
+    for e in range(start[i], start[i + 1]):
+        p = pair[e]
+        s = float(sign[e])
+        for c in range(3):
+            v[c] = s * vectors[p, c]
+        r = math.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2])
+        if r >= prm.radial_cutoff:
+            continue
+        other = species[pairs[p, 1]] if s > 0 else species[pairs[p, 0]]
+        _store(radial, n_radial, e, v, r, other, prm.radial_cutoff)
+        n_radial += 1
+        if r < prm.angular_cutoff:
+            _store(angular, n_angular, e, v, r, other, prm.angular_cutoff)
+            n_angular += 1
+    return n_radial, n_angular
+
+
+@numba.njit(cache=True)
+def _sections(prm):
+    """cos and sin of the angular sections ShfZ, and zeta - 1 when zeta is a whole number
+    (then x^(zeta-1) by squaring beats pow; ANI-1x has zeta = 32), else -1."""
+    n_z = prm.shf_z.shape[0]
+    cos_z = np.empty(n_z)
+    sin_z = np.empty(n_z)
+    for z in range(n_z):
+        cos_z[z] = math.cos(prm.shf_z[z])
+        sin_z[z] = math.sin(prm.shf_z[z])
+    zeta = prm.zeta
+    integer = zeta == math.floor(zeta) and zeta >= 1 and zeta <= 1024
+    return cos_z, sin_z, np.int64(zeta) - 1 if integer else np.int64(-1)
+
+
+@numba.njit(cache=True)
+def _power(x, n):
+    result = 1.0
+    while n > 0:
+        if n & 1:
+            result *= x
+        x *= x
+        n >>= 1
+    return result
+
+
+@numba.njit(cache=True)
+def _angle_factors(zeta, cos_z, sin_z, zeta_minus_one, cos_angle, f1, df1, with_derivative):
+    """F1[z] = 2 X^zeta with X = (1 + cos(theta - ShfZ)) / 2, theta = acos(0.95 cos_angle),
+    and dF1/dcos_angle; cos(theta - z) is expanded so no acos is needed."""
+    c = COS_SCALE * cos_angle
+    q = 1.0 - c * c
+    sin_theta = math.sqrt(q if q > 0.0 else 0.0)  # std::max(0.0, q)
+    dsin_dcos = -COS_SCALE * c / sin_theta  # sin_theta >= sqrt(1 - 0.95^2)
+    for z in range(cos_z.shape[0]):
+        cz = cos_z[z]
+        sz = sin_z[z]
+        x = 0.5 * (1.0 + c * cz + sin_theta * sz)
+        if not x > 0.0:  # std::max(0.0, x)
+            x = 0.0
+        xpow = _power(x, zeta_minus_one) if zeta_minus_one >= 0 else x ** (zeta - 1.0)
+        f1[z] = 2.0 * xpow * x
+        if with_derivative:
+            df1[z] = zeta * xpow * (COS_SCALE * cz + dsin_dcos * sz)
+
+
+@numba.njit(cache=True)
+def _cosine(nbs, a, b):
+    d = nbs.v[a, 0] * nbs.v[b, 0] + nbs.v[a, 1] * nbs.v[b, 1] + nbs.v[a, 2] * nbs.v[b, 2]
+    rr = nbs.r[a] * nbs.r[b]
+    return d / (1e-10 if rr < 1e-10 else rr)
+
+
+# Per-call tables shared by all atoms (the C++ Directed, pair_index and Sections), as one
+# plain tuple (a NamedTuple built in jitted code cannot cross into a prange body):
+#   start [N+1] (entries of atom i are start[i]:start[i+1]), pair [2P], sign [2P] int8
+#   (+1 when the atom is the pair's first atom), table [n_species, n_species] (species pair
+#   -> angular block), cos_z, sin_z, zeta_minus_one (-1 unless zeta is a whole number),
+#   max_degree (most entries of any atom: size of the scratch buffers).
+
+
+@numba.njit(cache=True)
+def _setup(prm, n_atoms, pairs):
+    start, pair, sign = directed_neighbors(n_atoms, pairs)
+    cos_z, sin_z, zeta_minus_one = _sections(prm)
+    table = species_pair_table(prm.n_species)
+    return start, pair, sign, table, cos_z, sin_z, zeta_minus_one, _max_degree(start)
+
+
+@numba.njit(cache=True)
+def _forward_block(lo, hi, prm, setup, species, pairs, vectors, rows, aev):
+    """AEVs of atoms lo..hi-1 into their rows of `aev` (float32)."""
+    start, pair, sign, table, cos_z, sin_z, zeta_minus_one, max_degree = setup
+    length = aev.shape[1]
+    n_r = prm.shf_r.shape[0]
+    n_a = prm.shf_a.shape[0]
+    n_z = prm.shf_z.shape[0]
+    radial_length = prm.n_species * n_r
+    acc = np.empty(length)
+    f1 = np.empty(n_z)
+    f2 = np.empty(n_a)
+    radial = _neighbors(max_degree)
+    angular = _neighbors(max_degree)
+    for i in range(lo, hi):
+        acc[:] = 0.0
+        n_radial, n_angular = _gather(prm, start, pair, sign, pairs, vectors, species, i, radial, angular)
+        for m in range(n_radial):
+            base = radial.species[m] * n_r
+            for k in range(n_r):
+                dr = radial.r[m] - prm.shf_r[k]
+                acc[base + k] += 0.25 * math.exp(-prm.eta_r * dr * dr) * radial.fc[m]
+        for a in range(n_angular):
+            for b in range(a + 1, n_angular):
+                _angle_factors(prm.zeta, cos_z, sin_z, zeta_minus_one, _cosine(angular, a, b), f1, f1, False)
+                mean_r = 0.5 * (angular.r[a] + angular.r[b])
+                fcfc = angular.fc[a] * angular.fc[b]
+                for k in range(n_a):
+                    dr = mean_r - prm.shf_a[k]
+                    f2[k] = math.exp(-prm.eta_a * dr * dr) * fcfc
+                base = radial_length + table[angular.species[a], angular.species[b]] * n_a * n_z
+                for k in range(n_a):
+                    for z in range(n_z):
+                        acc[base + k * n_z + z] += f2[k] * f1[z]
+        row = rows[i]
+        for k in range(length):
+            aev[row, k] = acc[k]
+
+
+@numba.njit(cache=True)
+def _backward_block(lo, hi, prm, setup, species, pairs, vectors, rows, grad_aev, grad_entry):
+    """dE/d(directed entry vector) of atoms lo..hi-1 into `grad_entry` (their own entries)."""
+    start, pair, sign, table, cos_z, sin_z, zeta_minus_one, max_degree = setup
+    n_r = prm.shf_r.shape[0]
+    n_a = prm.shf_a.shape[0]
+    n_z = prm.shf_z.shape[0]
+    radial_length = prm.n_species * n_r
+    f1 = np.empty(n_z)
+    df1 = np.empty(n_z)
+    f2 = np.empty(n_a)
+    df2 = np.empty(n_a)
+    radial = _neighbors(max_degree)
+    angular = _neighbors(max_degree)
+    for i in range(lo, hi):
+        g = grad_aev[rows[i]]
+        n_radial, n_angular = _gather(prm, start, pair, sign, pairs, vectors, species, i, radial, angular)
+
+        for m in range(n_radial):
+            base = radial.species[m] * n_r
+            r = radial.r[m]
+            fc = radial.fc[m]
+            dfc = radial.dfc[m]
+            de_dr = 0.0
+            for k in range(n_r):
+                dr = r - prm.shf_r[k]
+                e = 0.25 * math.exp(-prm.eta_r * dr * dr)
+                de_dr += float(g[base + k]) * e * (dfc - 2.0 * prm.eta_r * dr * fc)
+            entry = radial.entry[m]
+            for c in range(3):
+                grad_entry[entry, c] += de_dr * radial.v[m, c] / r
+
+        for a in range(n_angular):
+            for b in range(a + 1, n_angular):
+                cos_ab = _cosine(angular, a, b)
+                _angle_factors(prm.zeta, cos_z, sin_z, zeta_minus_one, cos_ab, f1, df1, True)
+                ra = angular.r[a]
+                rb = angular.r[b]
+                mean_r = 0.5 * (ra + rb)
+                for k in range(n_a):
+                    dr = mean_r - prm.shf_a[k]
+                    f2[k] = math.exp(-prm.eta_a * dr * dr)
+                    df2[k] = -2.0 * prm.eta_a * dr * f2[k]
+                base = radial_length + table[angular.species[a], angular.species[b]] * n_a * n_z
+                # Contract the gradient with each factor once, then apply the chain rule.
+                s_cos = 0.0
+                s_mean = 0.0
+                s_cut = 0.0
+                for k in range(n_a):
+                    gz = 0.0
+                    gdz = 0.0
+                    for z in range(n_z):
+                        gk = float(g[base + k * n_z + z])
+                        gz += gk * f1[z]
+                        gdz += gk * df1[z]
+                    s_cos += f2[k] * gdz
+                    s_mean += df2[k] * gz
+                    s_cut += f2[k] * gz
+                fc_a = angular.fc[a]
+                fc_b = angular.fc[b]
+                fcfc = fc_a * fc_b
+                de_dcos = s_cos * fcfc
+                de_dra = 0.5 * s_mean * fcfc + s_cut * angular.dfc[a] * fc_b
+                de_drb = 0.5 * s_mean * fcfc + s_cut * fc_a * angular.dfc[b]
+                inv_rr = 1.0 / (ra * rb)
+                ea = angular.entry[a]
+                eb = angular.entry[b]
+                for c in range(3):
+                    va = angular.v[a, c]
+                    vb = angular.v[b, c]
+                    dcos_da = vb * inv_rr - cos_ab * va / (ra * ra)
+                    dcos_db = va * inv_rr - cos_ab * vb / (rb * rb)
+                    grad_entry[ea, c] += de_dcos * dcos_da + de_dra * va / ra
+                    grad_entry[eb, c] += de_dcos * dcos_db + de_drb * vb / rb
+
+
+@numba.njit(cache=True)
+def _entries_to_pairs(pair, sign, grad_entry, n_pairs):
+    grad_vectors = np.zeros((n_pairs, 3))
+    for e in range(pair.shape[0]):
+        s = float(sign[e])
+        for c in range(3):
+            grad_vectors[pair[e], c] += s * grad_entry[e, c]
+    return grad_vectors
+
+
+@numba.njit(cache=True, parallel=True)
+def aev_forward(prm, species, pairs, vectors, rows, aev):
+    """Write the AEV of atom i into row rows[i] of `aev` [n_rows, length] (float32).
+
+    species [N] int32; pairs [P,2] int64; vectors [P,3] float64 Angstrom (r_j - r_i + image).
+    """
+    n_atoms = species.shape[0]
+    setup = _setup(prm, n_atoms, pairs)
+    for block in numba.prange((n_atoms + BLOCK - 1) // BLOCK):
+        # int64: prange indices are uint64 in the parallel body but int64 when the caller is
+        # typed, and each would compile its own copy of the block function.
+        lo = np.int64(block) * BLOCK
+        _forward_block(lo, min(n_atoms, lo + BLOCK), prm, setup, species, pairs, vectors, rows, aev)
+
+
+@numba.njit(cache=True, parallel=True)
+def aev_backward(prm, species, pairs, vectors, rows, grad_aev):
+    """dE/d(vectors) [P,3] (Hartree/Angstrom) from dE/dAEV `grad_aev` [n_rows, length]
+    (float32, Hartree).
+
+    Gradients go per directed entry (atom i owns its entries) and are summed per pair
+    afterwards in entry order, so the result does not depend on the thread count.
+    """
+    n_atoms = species.shape[0]
+    setup = _setup(prm, n_atoms, pairs)
+    pair, sign = setup[1], setup[2]
+    grad_entry = np.zeros((pair.shape[0], 3))
+    for block in numba.prange((n_atoms + BLOCK - 1) // BLOCK):
+        lo = np.int64(block) * BLOCK  # see aev_forward
+        _backward_block(lo, min(n_atoms, lo + BLOCK), prm, setup, species, pairs, vectors, rows, grad_aev, grad_entry)
+    return _entries_to_pairs(pair, sign, grad_entry, pairs.shape[0])
+
+
+@numba.njit(cache=True)
+def pair_forces(n_atoms, pairs, grad_vectors):
+    """Forces [N,3] = -dE/dr (Hartree/Angstrom) from dE/d(vector) [P,3] of each pair."""
+    # vector = r_j - r_i + image, so dE/dr_i = -dE/dvector and dE/dr_j = +dE/dvector.
+    forces = np.zeros((n_atoms, 3))
+    for p in range(pairs.shape[0]):
+        for c in range(3):
+            forces[pairs[p, 0], c] += grad_vectors[p, c]
+            forces[pairs[p, 1], c] -= grad_vectors[p, c]
+    return forces
