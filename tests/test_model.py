@@ -38,7 +38,7 @@ def test_matches_torchani(backend, name, system):
     assert member_error.max() <= ENERGY_PER_ATOM
     assert np.abs(r.forces - ref["forces"]).max() <= FORCE
     assert np.abs(r.atomic_energies - ref["atomic_energies"]).max() <= ATOMIC
-    if periodic:
+    if "stress" in ref:  # fully periodic only: see tests/data/make_fixtures.py
         assert np.abs(r.stress - ref["stress"]).max() <= STRESS
 
 
