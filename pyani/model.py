@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -12,6 +13,9 @@ from . import _backend, _runtime, _validate
 
 #: Models shipped inside the package (pyani/models/*.onnx), by canonical name.
 SHIPPED = {"ani-1x": "ani-1x.onnx", "ani-1ccx": "ani-1ccx.onnx"}
+
+#: From this many atoms on, networks run in a session whose threads do not spin.
+BULK_ATOMS = 256
 
 #: Coincident atoms make the AEV gradient 0/0; closer than this (Angstrom) is an input error.
 MIN_DISTANCE = 1e-6
@@ -91,14 +95,17 @@ def load(
         else:
             model = str(path)
     session, metadata, used_device = _runtime.create_session(model, device, n_threads, source)
-    return Model(session, metadata, backend_name, kernels, used_device, n_threads, source)
+    return Model(session, metadata, backend_name, kernels, used_device, n_threads, source, model)
 
 
 class Model:
     """An ANI ensemble ready to compute energies, forces and stress. Use ``pyani.load``."""
 
-    def __init__(self, session, metadata, backend_name, kernels, device, n_threads, source):
+    def __init__(self, session, metadata, backend_name, kernels, device, n_threads, source, model):
         self._session = session
+        self._model = model  # bytes or path: the bulk session is made from it on first need
+        self._bulk_session = None
+        self._bulk_lock = threading.Lock()
         self._kernels = kernels
         self._n_threads = n_threads
         self.metadata = metadata
@@ -116,6 +123,18 @@ class Model:
         self._params = kernels.make_params(metadata["aev"], len(self.elements))
         self._species_of = np.full(max(self.atomic_numbers) + 1, -1, dtype=np.int32)
         self._species_of[self.atomic_numbers] = np.arange(len(self.elements), dtype=np.int32)
+
+    def _session_for(self, n_atoms: int):
+        """The spinning session for small inputs (latency), a non-spinning one for big
+        systems, where spinning ONNX Runtime threads would slow the OpenMP kernels."""
+        if n_atoms < BULK_ATOMS or self.device != "cpu" or self._n_threads == 1:
+            return self._session
+        with self._bulk_lock:
+            if self._bulk_session is None:
+                self._bulk_session = _runtime.create_session(
+                    self._model, self.device, self._n_threads, self.source, spinning=False
+                )[0]
+        return self._bulk_session
 
     def __repr__(self) -> str:
         return (
@@ -185,7 +204,7 @@ class Model:
         counts = np.bincount(species, minlength=len(self.elements)).astype(np.int64)
         aev = k.aev(self._params, species, pairs, vectors, rows, n_atoms, self._n_threads)
         want_gradient = forces or stress
-        member_atomic, aev_grad = self._session.run(
+        member_atomic, aev_grad = self._session_for(n_atoms).run(
             None, {"aev": aev, "counts": counts, "with_gradient": np.array(want_gradient)}
         )
 
