@@ -1,0 +1,43 @@
+"""What a new process imports: never torch; numba only for the Numba backend; onnx only to
+convert NeuroChem files. The shipped models are inside the installed package."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.resources import files
+
+import pytest
+from conftest import BACKENDS
+
+SCRIPT = """
+import json, sys
+import pyani
+model = pyani.load("ani-1ccx", backend="{backend}")
+model.compute([6, 1, 1, 1, 1], [[0, 0, 0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63],
+                                [-0.63, 0.63, -0.63], [0.63, -0.63, -0.63]])
+print(json.dumps(sorted(m.split(".")[0] for m in sys.modules)))
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_compute_imports_no_torch(backend, tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(backend=backend)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    modules = set(json.loads(out.stdout.splitlines()[-1]))
+    assert "torch" not in modules
+    assert "onnx" not in modules
+    assert ("numba" in modules) == (backend == "numba")
+
+
+def test_shipped_models_are_installed():
+    models = files("pyani") / "models"
+    for name in ("ani-1x.onnx", "ani-1ccx.onnx", "LICENSE"):
+        assert (models / name).is_file(), name
+    assert (models / "ani-1ccx.onnx").stat().st_size > 5_000_000
