@@ -17,6 +17,9 @@ SHIPPED = {"ani-1x": "ani-1x.onnx", "ani-1ccx": "ani-1ccx.onnx"}
 #: From this many atoms on, networks run in a session whose threads do not spin.
 BULK_ATOMS = 256
 
+#: Atoms per ONNX Runtime call: bounds the memory of the network activations.
+NETWORK_CHUNK = 8192
+
 #: Coincident atoms make the AEV gradient 0/0; closer than this (Angstrom) is an input error.
 MIN_DISTANCE = 1e-6
 
@@ -124,6 +127,25 @@ class Model:
         self._species_of = np.full(max(self.atomic_numbers) + 1, -1, dtype=np.int32)
         self._species_of[self.atomic_numbers] = np.arange(len(self.elements), dtype=np.int32)
 
+    def _networks(self, aev: np.ndarray, counts: np.ndarray, want_gradient: bool):
+        """Atomic energies [M, A] and dE/dAEV [A, D] (rows grouped by element), in chunks of
+        at most NETWORK_CHUNK atoms so that the activations stay small for any system size."""
+        session = self._session_for(len(aev))
+        flag = np.array(want_gradient)
+        if len(aev) <= NETWORK_CHUNK:
+            return session.run(None, {"aev": aev, "counts": counts, "with_gradient": flag})
+        energies = np.empty((self.ensemble_size, len(aev)), dtype=np.float32)
+        grad = np.empty(aev.shape if want_gradient else (0, aev.shape[1]), dtype=np.float32)
+        bounds = np.concatenate([[0], np.cumsum(counts)])  # element e owns rows bounds[e]:bounds[e+1]
+        for start in range(0, len(aev), NETWORK_CHUNK):
+            stop = min(start + NETWORK_CHUNK, len(aev))
+            chunk_counts = np.clip(np.minimum(bounds[1:], stop) - np.maximum(bounds[:-1], start), 0, None)
+            e, g = session.run(None, {"aev": aev[start:stop], "counts": chunk_counts, "with_gradient": flag})
+            energies[:, start:stop] = e
+            if want_gradient:
+                grad[start:stop] = g
+        return energies, grad
+
     def _session_for(self, n_atoms: int):
         """The spinning session for small inputs (latency), a non-spinning one for big
         systems, where spinning ONNX Runtime threads would slow the OpenMP kernels."""
@@ -204,9 +226,7 @@ class Model:
         counts = np.bincount(species, minlength=len(self.elements)).astype(np.int64)
         aev = k.aev(self._params, species, pairs, vectors, rows, n_atoms, self._n_threads)
         want_gradient = forces or stress
-        member_atomic, aev_grad = self._session_for(n_atoms).run(
-            None, {"aev": aev, "counts": counts, "with_gradient": np.array(want_gradient)}
-        )
+        member_atomic, aev_grad = self._networks(aev, counts, want_gradient)
 
         # Float64 from here on: sums over many atoms keep their digits.
         member_atomic = member_atomic[:, rows].astype(np.float64)  # [M, A], atom order

@@ -190,3 +190,26 @@ def test_auto_backend_prefers_the_cpp_core(monkeypatch):
     else:
         with pytest.warns(RuntimeWarning, match="C.. extension is not available"):
             assert pyani.load("ani-1x").backend == "numba"
+
+
+def test_networks_in_chunks_equal_one_call(backend, monkeypatch):
+    """Big systems go through the networks in chunks; the result must not change."""
+    model = get_model("ani-1x", backend)
+    numbers, pos = random_molecule(np.random.default_rng(36), 40, box=8.0)
+    whole = model.compute(numbers, pos, atomic=True)
+    monkeypatch.setattr(pyani.model, "NETWORK_CHUNK", 7)
+    calls = []
+    session = model._session_for(40)
+
+    class Counting:
+        def run(self, *args):
+            calls.append(len(args[1]["aev"]))
+            return session.run(*args)
+
+    monkeypatch.setattr(model, "_session_for", lambda n: Counting())
+    chunked = model.compute(numbers, pos, atomic=True)
+    assert calls == [7, 7, 7, 7, 7, 5]
+    assert abs(chunked.energy - whole.energy) < 1e-7
+    np.testing.assert_allclose(chunked.forces, whole.forces, atol=1e-6)
+    np.testing.assert_allclose(chunked.atomic_energies, whole.atomic_energies, atol=1e-7)
+    assert model.compute(numbers, pos, forces=False).energy == pytest.approx(whole.energy, abs=1e-7)

@@ -1,0 +1,274 @@
+"""pyani benchmarks, with TorchANI side by side in the same run when it is importable.
+
+    python bench/run.py [--threads N] [--backends cpp,numba] [--sweep --max-atoms 30000]
+
+ANI-1ccx, energy + forces unless said. Each figure is a median after warm-up (5 calls, then
+as many as fill ~1 s, at least 5). Ratios are TorchANI time / pyani time (> 1: pyani faster).
+JSON goes to --json (default bench/results/latest.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import systems
+
+import pyani
+from pyani import _backend
+
+HERE = Path(__file__).resolve().parent
+
+
+def timeit(fn, budget=1.0, warmup=5, minimum=5, maximum=10_000):
+    for _ in range(warmup):
+        fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < minimum or (time.perf_counter() - start < budget and len(times) < maximum):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+class TorchANI:
+    """TorchANI's fastest CPU set-up: float32 ANI-1ccx, cell list for periodic boxes."""
+
+    def __init__(self, threads):
+        import torch
+        import torchani
+
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.model = torchani.neurochem.load_model_from_name("ani1ccx")
+        self.cell_list = torchani.neighbors.CellList()
+        self.all_pairs = self.model.neighborlist
+
+    def compute(self, numbers, positions, cell=None, forces=True):
+        torch = self.torch
+        numbers = np.atleast_2d(numbers)
+        species = torch.tensor(numbers)
+        coords = torch.tensor(positions.reshape(*numbers.shape, 3), dtype=torch.float32, requires_grad=forces)
+        kwargs = {}
+        self.model.neighborlist = self.cell_list if cell is not None else self.all_pairs
+        if cell is not None:
+            kwargs = {"cell": torch.tensor(cell, dtype=torch.float32), "pbc": torch.tensor([True] * 3)}
+        energy = self.model((species, coords), **kwargs).energies
+        if forces:
+            return -torch.autograd.grad(energy.sum(), coords)[0]
+        return energy.detach()
+
+
+def load_torchani(threads):
+    try:
+        return TorchANI(threads)
+    except Exception as err:  # not installed, or no NeuroChem files (TORCHANI_DATA_DIR)
+        print(f"TorchANI not available ({type(err).__name__}: {err}); pyani figures only\n")
+        return None
+
+
+def workloads():
+    z, p = systems.aspirin()
+    bz, bp = systems.drug_like_batch(100)
+    wz, wp, wc = systems.water_box(512)
+    return {
+        "aspirin E+F": (z, p, None, True, 1, "ms"),
+        "aspirin E": (z, p, None, False, 1, "ms"),
+        "batch 100 molecules E+F": (bz, bp, None, True, 100, "molecules/s"),
+        "water 1536 atoms E+F": (wz, wp, wc, True, len(wz), "atoms/s"),
+    }
+
+
+def figure(seconds, count, unit):
+    return seconds * 1e3 if unit == "ms" else count / seconds
+
+
+def profile(model, numbers, positions, cell):
+    """Seconds per stage of one Model.compute on a periodic box, as model.py calls them."""
+    k, n = model._kernels, len(numbers)
+    species = model._species_of[numbers]
+    pbc = np.ones(3, bool)
+    nl = lambda: k.neighbor_list(positions, cell, pbc, model.cutoff, model._n_threads)  # noqa: E731
+    pairs, _, vectors = nl()
+    order = np.argsort(species, kind="stable")
+    rows = np.empty(n, np.int64)
+    rows[order] = np.arange(n)
+    counts = np.bincount(species, minlength=len(model.elements))
+    aev = lambda: k.aev(model._params, species, pairs, vectors, rows, n, model._n_threads)  # noqa: E731
+    x = aev()
+    session = model._session_for(n)
+    feed = {"aev": x, "counts": counts, "with_gradient": np.array(True)}
+    _, grad = session.run(None, feed)
+    back = lambda: k.aev_backward(model._params, species, pairs, vectors, rows, grad, model._n_threads)  # noqa: E731
+    gv = back()
+    return {
+        "neighbour list": timeit(nl),
+        "AEV": timeit(aev),
+        "networks (ONNX, E and dE/dAEV)": timeit(lambda: session.run(None, feed)),
+        "AEV backward": timeit(back),
+        "pair forces": timeit(lambda: k.pair_forces(n, pairs, gv)),
+        "whole compute": timeit(lambda: model.compute(numbers, positions, cell)),
+    }
+
+
+COLD = """
+import pyani
+m = pyani.load("ani-1ccx", backend="{backend}")
+m.compute([6, 1, 1, 1, 1], [[0, 0, 0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63], [-0.63, 0.63, -0.63],
+          [0.63, -0.63, -0.63]])
+print(peak_rss_kb())
+"""
+COLD_TORCHANI = """
+import torch, torchani
+m = torchani.neurochem.load_model_from_name("ani1ccx")
+c = torch.tensor([[[0, 0, 0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63], [-0.63, 0.63, -0.63],
+                   [0.63, -0.63, -0.63]]], requires_grad=True)
+e = m((torch.tensor([[6, 1, 1, 1, 1]]), c)).energies
+torch.autograd.grad(e.sum(), c)
+print(peak_rss_kb())
+"""
+# ru_maxrss would include the memory of the benchmark process the child was forked from;
+# VmHWM starts afresh at exec.
+PEAK_RSS = """
+def peak_rss_kb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+"""
+
+
+def cold_start(script, runs=5):
+    walls, rss = [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, "-c", PEAK_RSS + script], capture_output=True, text=True, check=True, cwd="/"
+        )
+        walls.append(time.perf_counter() - t)
+        rss.append(int(out.stdout.split()[-1]) / 1024)
+    return float(np.median(walls)), float(np.median(rss))
+
+
+def one_box(n_molecules, backend, threads):
+    """Run in a fresh process by --sweep: atoms/s and peak RSS (MB) of one water box."""
+    z, p, c = systems.water_box(n_molecules)
+    model = pyani.load("ani-1ccx", backend=backend, n_threads=threads)
+    model.compute(z, p, c)
+    t = timeit(lambda: model.compute(z, p, c), budget=2.0, warmup=1, minimum=2)
+    namespace = {}
+    exec(PEAK_RSS, namespace)
+    rss = namespace["peak_rss_kb"]() / 1024
+    print(json.dumps({"atoms": len(z), "atoms_per_s": len(z) / t, "peak_rss_mb": rss}))
+
+
+def sweep(backend, threads, max_atoms):
+    rows = []
+    n = 32
+    while 3 * n <= max_atoms:
+        out = subprocess.run(
+            [sys.executable, __file__, "--one-box", str(n), "--backends", backend, "--threads", str(threads)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        rows.append(json.loads(out.stdout.splitlines()[-1]))
+        print(
+            f"  {rows[-1]['atoms']:>9d} atoms  {rows[-1]['atoms_per_s']:>10.0f} atoms/s  "
+            f"{rows[-1]['peak_rss_mb']:>8.0f} MB"
+        )
+        n *= 4
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("  (matplotlib not installed: no plot)")
+        return rows
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    atoms = [r["atoms"] for r in rows]
+    a.semilogx(atoms, [r["atoms_per_s"] for r in rows], "o-")
+    a.set(xlabel="atoms", ylabel="atoms/s", title=f"pyani ({backend}) water E+F")
+    b.loglog(atoms, [r["peak_rss_mb"] for r in rows], "o-")
+    b.set(xlabel="atoms", ylabel="peak RSS (MB)")
+    fig.tight_layout()
+    out = HERE / "results" / "sweep.png"
+    fig.savefig(out, dpi=100)
+    print(f"  plot: {out}")
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--backends", default="cpp,numba")
+    parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--max-atoms", type=int, default=30000)
+    parser.add_argument("--json", type=Path, default=HERE / "results" / "latest.json")
+    parser.add_argument("--one-box", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    backends = [b for b in args.backends.split(",") if b != "cpp" or _backend.cpp_available()]
+    if args.one_box:
+        return one_box(args.one_box, backends[0], args.threads)
+
+    results = {"threads": args.threads, "workloads": {}, "profile": {}, "cold_start": {}}
+    torchani = load_torchani(args.threads)
+    loads = workloads()
+    header = f"{'workload':<26}{'unit':>13}" + "".join(f"{b:>12}" for b in backends)
+    if torchani:
+        header += f"{'TorchANI':>12}" + "".join(f"{'ratio ' + b:>14}" for b in backends)
+    print(f"ANI-1ccx, {args.threads} threads\n{header}")
+    models = {b: pyani.load("ani-1ccx", backend=b, n_threads=args.threads) for b in backends}
+    for name, (z, p, c, forces, count, unit) in loads.items():
+        row = {}
+        for b, m in models.items():
+            row[b] = figure(timeit(partial(m.compute, z, p, c, forces=forces)), count, unit)
+        if torchani:
+            row["torchani"] = figure(timeit(partial(torchani.compute, z, p, c, forces=forces)), count, unit)
+        line = f"{name:<26}{unit:>13}" + "".join(f"{row[b]:>12.4g}" for b in backends)
+        if torchani:
+            line += f"{row['torchani']:>12.4g}"
+            for b in backends:
+                ratio = row["torchani"] / row[b] if unit == "ms" else row[b] / row["torchani"]
+                row[f"ratio_{b}"] = ratio
+                line += f"{ratio:>13.2f}x"
+        print(line)
+        results["workloads"][name] = {"unit": unit, **row}
+
+    wz, wp, wc = systems.water_box(512)
+    for b, m in models.items():
+        stages = profile(m, wz, wp, wc)
+        results["profile"][b] = stages
+        print(f"\nprofile, {b}, 1536-atom water box E+F (ms):")
+        for stage, seconds in stages.items():
+            print(f"  {stage:<32}{seconds * 1e3:>8.2f}")
+
+    print("\ncold start (new process: import, load ani-1ccx, methane E+F; median of 5):")
+    for b in backends:
+        wall, rss = cold_start(COLD.format(backend=b))
+        results["cold_start"][b] = {"wall_s": wall, "peak_rss_mb": rss}
+        print(f"  pyani {b:<8}{wall:>7.2f} s {rss:>7.0f} MB")
+    if torchani:
+        wall, rss = cold_start(COLD_TORCHANI)
+        results["cold_start"]["torchani"] = {"wall_s": wall, "peak_rss_mb": rss}
+        print(f"  TorchANI    {wall:>7.2f} s {rss:>7.0f} MB")
+
+    if args.sweep:
+        print(f"\nsize sweep (water boxes, fresh process per size, {backends[0]}):")
+        results["sweep"] = sweep(backends[0], args.threads, args.max_atoms)
+
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=1))
+    print(f"\nJSON: {args.json}")
+
+
+if __name__ == "__main__":
+    main()
