@@ -202,17 +202,32 @@ double cosine(const Neighbor& a, const Neighbor& b) {
     return d / std::max(a.r * b.r, 1e-10);
 }
 
+// What the forward and backward passes both derive from their arguments once per call.
+struct Tables {
+    Directed dir;
+    std::vector<int64_t> pair_index;
+    Sections sections;
+    Gaussians radial_terms, angular_terms;
+    Tables(const AEVParams& prm, int64_t n_atoms, int64_t n_pairs, const int64_t* pairs)
+        : dir(directed_neighbors(n_atoms, n_pairs, pairs)),
+          pair_index(species_pair_table(prm.n_species)),
+          sections(prm.shf_z, prm.zeta),
+          radial_terms(prm.eta_r, prm.shf_r),
+          angular_terms(prm.eta_a, prm.shf_a) {}
+};
+
 }  // namespace
 
 void aev_forward(const AEVParams& prm, int64_t n_atoms, const int32_t* species, int64_t n_pairs,
                  const int64_t* pairs, const double* vectors, const int64_t* rows, float* aev,
                  int n_threads) {
-    const Directed dir = directed_neighbors(n_atoms, n_pairs, pairs);
-    const std::vector<int64_t> pair_index = species_pair_table(prm.n_species);
+    const Tables t(prm, n_atoms, n_pairs, pairs);
+    const Directed& dir = t.dir;
+    const std::vector<int64_t>& pair_index = t.pair_index;
     const int64_t length = prm.length(), radial_length = prm.radial_length();
     const size_t n_r = prm.shf_r.size(), n_a = prm.shf_a.size(), n_z = prm.shf_z.size();
-    const Sections sections(prm.shf_z, prm.zeta);
-    const Gaussians radial_terms(prm.eta_r, prm.shf_r), angular_terms(prm.eta_a, prm.shf_a);
+    const Sections& sections = t.sections;
+    const Gaussians &radial_terms = t.radial_terms, &angular_terms = t.angular_terms;
 
 #pragma omp parallel num_threads(threads_for(n_atoms, n_threads))
     {
@@ -252,12 +267,13 @@ void aev_forward(const AEVParams& prm, int64_t n_atoms, const int32_t* species, 
 void aev_backward(const AEVParams& prm, int64_t n_atoms, const int32_t* species, int64_t n_pairs,
                   const int64_t* pairs, const double* vectors, const int64_t* rows,
                   const float* grad_aev, double* grad_vectors, int n_threads) {
-    const Directed dir = directed_neighbors(n_atoms, n_pairs, pairs);
-    const std::vector<int64_t> pair_index = species_pair_table(prm.n_species);
+    const Tables t(prm, n_atoms, n_pairs, pairs);
+    const Directed& dir = t.dir;
+    const std::vector<int64_t>& pair_index = t.pair_index;
     const int64_t length = prm.length(), radial_length = prm.radial_length();
     const size_t n_r = prm.shf_r.size(), n_a = prm.shf_a.size(), n_z = prm.shf_z.size();
-    const Sections sections(prm.shf_z, prm.zeta);
-    const Gaussians radial_terms(prm.eta_r, prm.shf_r), angular_terms(prm.eta_a, prm.shf_a);
+    const Sections& sections = t.sections;
+    const Gaussians &radial_terms = t.radial_terms, &angular_terms = t.angular_terms;
     // Gradient per directed entry: atom i writes only its own entries, so no atomics.
     std::vector<double> grad_entry(3 * dir.pair.size(), 0.0);
 

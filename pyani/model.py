@@ -227,6 +227,7 @@ class Model:
         aev = k.aev(self._params, species, pairs, vectors, rows, n_atoms, self._n_threads)
         want_gradient = forces or stress
         member_atomic, aev_grad = self._networks(aev, counts, want_gradient)
+        del aev  # 1.5 KB per atom: free before the backward pass allocates its buffers
 
         # Float64 from here on: sums over many atoms keep their digits.
         member_atomic = member_atomic[:, rows].astype(np.float64)  # [M, A], atom order

@@ -98,6 +98,17 @@ def check_min_distance(numbers, positions, cell=None, pbc=None, limit=0.9):
         assert d.min() >= limit, f"atoms {d.min():.3f} A apart"
 
 
+def padded(molecules):
+    """A batch: numbers [B, N] padded with -1, positions [B, N, 3] padded with 0."""
+    n_max = max(len(z) for z, _ in molecules)
+    numbers = np.full((len(molecules), n_max), -1, dtype=np.int64)
+    positions = np.zeros((len(molecules), n_max, 3))
+    for b, (z, p) in enumerate(molecules):
+        numbers[b, : len(z)] = z
+        positions[b, : len(z)] = p
+    return numbers, positions
+
+
 def systems():
     """name -> (numbers, positions, cell, pbc, which models)."""
     out = {}
@@ -107,14 +118,7 @@ def systems():
     out["acetic_acid"] = (*g2("CH3COOH", seed=1, jitter=0.05), None, None, all_models)
     out["aspirin"] = (np.array(ASPIRIN[0]), np.array(ASPIRIN[1]), None, None, all_models)
 
-    batch = [g2("CH4"), g2("H2O"), g2("CH3CH2OH"), g2("C6H6")]
-    n_max = max(len(z) for z, _ in batch)
-    numbers = np.full((len(batch), n_max), -1, dtype=np.int64)
-    positions = np.zeros((len(batch), n_max, 3))
-    for b, (z, p) in enumerate(batch):
-        numbers[b, : len(z)] = z
-        positions[b, : len(z)] = p
-    out["batch"] = (numbers, positions, None, None, all_models)
+    out["batch"] = (*padded([g2("CH4"), g2("H2O"), g2("CH3CH2OH"), g2("C6H6")]), None, None, all_models)
 
     # 32 waters at ~1 g/cm3 (cubic 9.86 A); some molecules moved by a lattice vector.
     length = (32 * 18.015 / 0.60221) ** (1 / 3)
@@ -146,13 +150,7 @@ def systems():
     out["methanethiol"] = (*g2("CH3SH"), None, None, only_2x)
     out["chloromethane"] = (*g2("CH3Cl"), None, None, only_2x)
     mols = [g2("CH3SH"), g2("CH3Cl"), g2("CF4"), g2("SO2"), g2("SH2"), g2("CH3COF"), g2("C4H4S")]
-    n_max = max(len(z) for z, _ in mols)
-    numbers = np.full((len(mols), n_max), -1, dtype=np.int64)
-    positions = np.zeros((len(mols), n_max, 3))
-    for b, (z, p) in enumerate(mols):
-        numbers[b, : len(z)] = z
-        positions[b, : len(z)] = p
-    out["ani2x_molecules"] = (numbers, positions, None, None, only_2x)
+    out["ani2x_molecules"] = (*padded(mols), None, None, only_2x)
     return out
 
 
