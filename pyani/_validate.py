@@ -120,6 +120,15 @@ def flag(value, name: str) -> bool:
     return bool(value)
 
 
+def length(value, name: str) -> float:
+    """A finite, non-negative length in Angstrom."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number (Angstrom), got {value!r}")
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite length >= 0 Angstrom, got {value}")
+    return float(value)
+
+
 def count(value, name: str, minimum: int = 0) -> int:
     """A non-negative integer argument such as a thread count."""
     try:

@@ -59,6 +59,7 @@ def load(
     backend: str = "auto",
     device: str = "auto",
     n_threads: int = 0,
+    skin: float = 0.0,
 ) -> Model:
     """Load an ANI model.
 
@@ -68,8 +69,13 @@ def load(
     device: "auto" | "cpu" | "cuda" (ONNX Runtime provider for the networks; "auto"
         takes CUDA when available, else the CPU).
     n_threads: threads for the kernels and ONNX Runtime; 0 = all cores.
+    skin: Verlet skin (Angstrom) for molecular dynamics. With skin > 0 the neighbour list of
+        a single structure is built with cutoff + skin and reused while no atom has moved
+        more than skin / 2 (and numbers, cell and pbc are unchanged); results equal those of
+        a fresh list. 0 = rebuild on every call.
     """
     n_threads = _validate.count(n_threads, "n_threads")
+    skin = _validate.length(skin, "skin")
     if not isinstance(name_or_path, (str, Path)):
         raise TypeError(f"name_or_path must be a model name or a path, got {type(name_or_path).__name__}")
     backend_name, kernels = _backend.resolve(backend)
@@ -98,14 +104,19 @@ def load(
         else:
             model = str(path)
     session, metadata, used_device = _runtime.create_session(model, device, n_threads, source)
-    return Model(session, metadata, backend_name, kernels, used_device, n_threads, source, model)
+    return Model(session, metadata, backend_name, kernels, used_device, n_threads, source, model, skin)
 
 
 class Model:
     """An ANI ensemble ready to compute energies, forces and stress. Use ``pyani.load``."""
 
-    def __init__(self, session, metadata, backend_name, kernels, device, n_threads, source, model):
+    def __init__(self, session, metadata, backend_name, kernels, device, n_threads, source, model, skin=0.0):
         self._session = session
+        self.skin = skin
+        self.neighbor_list_builds = 0
+        """How many neighbour lists were built (with a skin, fewer than calls)."""
+        self._verlet = None  # (key, reference positions, pairs, shifts) of the last list
+        self._verlet_lock = threading.Lock()
         self._model = model  # bytes or path: the bulk session is made from it on first need
         self._bulk_session = None
         self._bulk_lock = threading.Lock()
@@ -126,6 +137,28 @@ class Model:
         self._params = kernels.make_params(metadata["aev"], len(self.elements))
         self._species_of = np.full(max(self.atomic_numbers) + 1, -1, dtype=np.int32)
         self._species_of[self.atomic_numbers] = np.arange(len(self.elements), dtype=np.int32)
+
+    def _verlet_pairs(self, numbers, positions, cell, pbc):
+        """Pairs and vectors within the cutoff, from a list with cutoff + skin that is kept
+        while no atom moves more than skin / 2 (then no pair can have entered the cutoff)."""
+        key = (numbers.tobytes(), cell.tobytes(), pbc.tobytes())
+        with self._verlet_lock:
+            cached = self._verlet
+        fresh = (
+            cached is None or cached[0] != key or np.linalg.norm(positions - cached[1], axis=1).max() > self.skin / 2
+        )
+        if fresh:
+            pairs, shifts, _ = self._kernels.neighbor_list(
+                positions, cell, pbc, self.cutoff + self.skin, self._n_threads
+            )
+            cached = (key, positions.copy(), pairs, shifts)
+            with self._verlet_lock:
+                self._verlet = cached
+                self.neighbor_list_builds += 1
+        _, _, pairs, shifts = cached
+        vectors = positions[pairs[:, 1]] - positions[pairs[:, 0]] + shifts @ cell
+        inside = np.einsum("ij,ij->i", vectors, vectors) < self.cutoff**2
+        return pairs[inside], vectors[inside]
 
     def _networks(self, aev: np.ndarray, counts: np.ndarray, want_gradient: bool):
         """Atomic energies [M, A] and dE/dAEV [A, D] (rows grouped by element), in chunks of
@@ -206,7 +239,11 @@ class Model:
         pairs, vectors, pair_counts = [], [], []
         offset = 0
         for b in range(nums.shape[0]):
-            p, _, v = k.neighbor_list(pos[b][mask[b]], cells[b], pbc_, self.cutoff, self._n_threads)
+            if self.skin > 0 and nums.shape[0] == 1:
+                p, v = self._verlet_pairs(nums[0], pos[0][mask[0]], cells[0], pbc_)
+            else:
+                p, _, v = k.neighbor_list(pos[b][mask[b]], cells[b], pbc_, self.cutoff, self._n_threads)
+                self.neighbor_list_builds += 1
             pairs.append(p + offset if offset else p)
             vectors.append(v)
             pair_counts.append(len(p))

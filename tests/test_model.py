@@ -213,3 +213,36 @@ def test_networks_in_chunks_equal_one_call(backend, monkeypatch):
     np.testing.assert_allclose(chunked.forces, whole.forces, atol=1e-6)
     np.testing.assert_allclose(chunked.atomic_energies, whole.atomic_energies, atol=1e-7)
     assert model.compute(numbers, pos, forces=False).energy == pytest.approx(whole.energy, abs=1e-7)
+
+
+def test_verlet_skin_reuses_the_list_and_changes_nothing(backend):
+    """MD-like steps: with a skin the list is rebuilt only after an atom moved > skin/2,
+    and every result equals a fresh neighbour list's."""
+    fresh = get_model("ani-1x", backend)
+    md = pyani.load("ani-1x", backend=backend, skin=1.0)
+    rng = np.random.default_rng(37)
+    cell = np.array([[7.0, 0, 0], [1.0, 7.5, 0], [0.5, -0.5, 8.0]])
+    numbers, frac = random_molecule(rng, 24, box=1.0, min_distance=0.12)
+    pos = frac @ cell
+    for step in range(12):
+        pos = pos + rng.normal(scale=0.04, size=pos.shape)  # up to ~0.5 A in total per atom
+        for c, pbc in ((cell, True), (None, None)):
+            a = md.compute(numbers, pos, c, pbc, stress=c is not None)
+            b = fresh.compute(numbers, pos, c, pbc, stress=c is not None)
+            assert abs(a.energy - b.energy) < 1e-9, step
+            np.testing.assert_allclose(a.forces, b.forces, atol=1e-9)
+            if c is not None:
+                np.testing.assert_allclose(a.stress, b.stress, atol=1e-11)
+    # 24 calls alternate periodic / not, so each switch rebuilds; same system: reuse
+    md2 = pyani.load("ani-1x", backend=backend, skin=1.0)
+    for step in range(10):
+        md2.compute(numbers, pos + step * 0.02, cell)
+    assert md2.neighbor_list_builds == 1
+    md2.compute(numbers, pos + 0.6, cell)  # every atom moved 1.04 A > skin/2
+    assert md2.neighbor_list_builds == 2
+
+
+@pytest.mark.parametrize(("skin", "error"), [(-1.0, ValueError), (np.nan, ValueError), ("1", TypeError)])
+def test_bad_skin(skin, error):
+    with pytest.raises(error, match="skin must be"):
+        pyani.load("ani-1x", skin=skin)
