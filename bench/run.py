@@ -102,12 +102,14 @@ def profile(model, numbers, positions, cell):
     rows = np.empty(n, np.int64)
     rows[order] = np.arange(n)
     counts = np.bincount(species, minlength=len(model.elements))
-    aev = lambda: k.aev(model._params, species, pairs, vectors, rows, n, model._n_threads)  # noqa: E731
+    session, columns = model._session_for(counts)
+    aev = lambda: k.aev(model._params, species, pairs, vectors, rows, n, model._n_threads, columns)  # noqa: E731
     x = aev()
-    session = model._session_for(n)
     feed = {"aev": x, "counts": counts, "with_gradient": np.array(True)}
     _, grad = session.run(None, feed)
-    back = lambda: k.aev_backward(model._params, species, pairs, vectors, rows, grad, model._n_threads)  # noqa: E731
+    back = lambda: k.aev_backward(  # noqa: E731
+        model._params, species, pairs, vectors, rows, grad, model._n_threads, columns
+    )
     gv = back()
     return {
         "neighbour list": timeit(nl),

@@ -28,17 +28,20 @@ struct AEVParams {
 
 // species [n_atoms] in 0..n_species-1; pairs [n_pairs, 2]; vectors [n_pairs, 3] (r_j - r_i
 // + image); rows [n_atoms]: the row of `aev` that receives atom i (lets the caller group
-// atoms by element for free). aev [n_rows, length] is overwritten on the given rows.
+// atoms by element for free). features [n_features]: the columns of the full AEV layout to
+// keep (distinct, in 0..length-1; the zero columns of absent elements can be left out).
+// aev [n_rows, n_features] is overwritten on the given rows.
 void aev_forward(const AEVParams& params, int64_t n_atoms, const int32_t* species,
                  int64_t n_pairs, const int64_t* pairs, const double* vectors,
-                 const int64_t* rows, float* aev, int n_threads);
+                 const int64_t* rows, const int64_t* features, int64_t n_features, float* aev,
+                 int n_threads);
 
-// grad_aev [n_rows, length] = dE/dAEV (rows as above); grad_vectors [n_pairs, 3] is
-// overwritten with dE/d(vector).
+// grad_aev [n_rows, n_features] = dE/dAEV (rows and features as above; left-out columns
+// count as zero); grad_vectors [n_pairs, 3] is overwritten with dE/d(vector).
 void aev_backward(const AEVParams& params, int64_t n_atoms, const int32_t* species,
                   int64_t n_pairs, const int64_t* pairs, const double* vectors,
-                  const int64_t* rows, const float* grad_aev, double* grad_vectors,
-                  int n_threads);
+                  const int64_t* rows, const int64_t* features, int64_t n_features,
+                  const float* grad_aev, double* grad_vectors, int n_threads);
 
 // forces [n_atoms, 3] = -dE/dr (overwritten) from dE/d(vector) of every pair.
 void pair_forces(int64_t n_atoms, int64_t n_pairs, const int64_t* pairs,

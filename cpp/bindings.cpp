@@ -68,6 +68,27 @@ void check_atoms(const AEVParams& prm, const Array<int32_t>& species, const Arra
     }
 }
 
+// The AEV columns to keep: all of them when `features` is None.
+std::vector<int64_t> check_features(const AEVParams& prm, const py::object& features) {
+    std::vector<int64_t> columns;
+    if (features.is_none()) {
+        columns.resize(prm.length());
+        for (int64_t k = 0; k < prm.length(); ++k) columns[k] = k;
+        return columns;
+    }
+    Array<int64_t> f = features.cast<Array<int64_t>>();
+    require_shape(f, "features", {-1});
+    std::vector<bool> seen(prm.length(), false);
+    for (py::ssize_t k = 0; k < f.shape(0); ++k) {
+        const int64_t c = f.data()[k];
+        require(c >= 0 && c < prm.length(), "features contains a column out of range");
+        require(!seen[c], "features contains a column twice");
+        seen[c] = true;
+        columns.push_back(c);
+    }
+    return columns;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -126,29 +147,34 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "aev",
         [](const AEVParams& prm, Array<int32_t> species, Array<int64_t> pairs, Array<double> vectors,
-           Array<int64_t> rows, int64_t n_rows, int n_threads) {
+           Array<int64_t> rows, int64_t n_rows, int n_threads, py::object features) {
             check_atoms(prm, species, rows, n_rows);
             check_pairs(pairs, vectors, species.shape(0));
-            py::array_t<float> out({static_cast<py::ssize_t>(n_rows), static_cast<py::ssize_t>(prm.length())});
+            const std::vector<int64_t> columns = check_features(prm, features);
+            const int64_t width = static_cast<int64_t>(columns.size());
+            py::array_t<float> out({static_cast<py::ssize_t>(n_rows), static_cast<py::ssize_t>(width)});
             float* data = out.mutable_data();
             {
                 py::gil_scoped_release release;
                 // Rows not named in `rows` (none in normal use) must not hold garbage.
-                if (n_rows != species.shape(0)) std::fill(data, data + n_rows * prm.length(), 0.0f);
+                if (n_rows != species.shape(0)) std::fill(data, data + n_rows * width, 0.0f);
                 aev_forward(prm, species.shape(0), species.data(), pairs.shape(0), pairs.data(),
-                            vectors.data(), rows.data(), data, n_threads);
+                            vectors.data(), rows.data(), columns.data(), width, data, n_threads);
             }
             return out;
         },
         py::arg("params"), py::arg("species"), py::arg("pairs"), py::arg("vectors"), py::arg("rows"),
-        py::arg("n_rows"), py::arg("n_threads") = 0,
-        "AEVs [n_rows, length] (float32); atom i goes to row rows[i].");
+        py::arg("n_rows"), py::arg("n_threads") = 0, py::arg("features") = py::none(),
+        "AEVs [n_rows, len(features)] (float32; features: columns of the full layout to keep, "
+        "default all); atom i goes to row rows[i].");
 
     m.def(
         "aev_backward",
         [](const AEVParams& prm, Array<int32_t> species, Array<int64_t> pairs, Array<double> vectors,
-           Array<int64_t> rows, Array<float> grad_aev, int n_threads) {
-            require_shape(grad_aev, "grad_aev", {-1, prm.length()});
+           Array<int64_t> rows, Array<float> grad_aev, int n_threads, py::object features) {
+            const std::vector<int64_t> columns = check_features(prm, features);
+            const int64_t width = static_cast<int64_t>(columns.size());
+            require_shape(grad_aev, "grad_aev", {-1, width});
             check_atoms(prm, species, rows, grad_aev.shape(0));
             check_pairs(pairs, vectors, species.shape(0));
             py::array_t<double> out({pairs.shape(0), static_cast<py::ssize_t>(3)});
@@ -156,13 +182,14 @@ PYBIND11_MODULE(_core, m) {
             {
                 py::gil_scoped_release release;
                 aev_backward(prm, species.shape(0), species.data(), pairs.shape(0), pairs.data(),
-                             vectors.data(), rows.data(), grad_aev.data(), data, n_threads);
+                             vectors.data(), rows.data(), columns.data(), width, grad_aev.data(),
+                             data, n_threads);
             }
             return out;
         },
         py::arg("params"), py::arg("species"), py::arg("pairs"), py::arg("vectors"), py::arg("rows"),
-        py::arg("grad_aev"), py::arg("n_threads") = 0,
-        "dE/d(vectors) [P,3] from dE/dAEV.");
+        py::arg("grad_aev"), py::arg("n_threads") = 0, py::arg("features") = py::none(),
+        "dE/d(vectors) [P,3] from dE/dAEV [n_rows, len(features)].");
 
     m.def(
         "pair_forces",

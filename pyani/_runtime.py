@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, distribution
 import onnxruntime as ort
 
 METADATA_KEY = "pyani"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DEVICES = ("auto", "cpu", "cuda")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -56,17 +56,28 @@ def session_options(n_threads: int, spinning: bool) -> ort.SessionOptions:
     return options
 
 
-def create_session(model: bytes | str, device: str, n_threads: int, source: str, spinning: bool = True):
-    """Return ``(session, metadata, device)`` for a model given as bytes or a file path."""
+def create_session(
+    model: bytes | str, device: str, n_threads: int, source: str, spinning: bool = True, initializers=None
+):
+    """Return ``(session, metadata, device)`` for a model given as bytes or a file path.
+
+    initializers: optional {name: float32 array} replacing the model's own initializers.
+    """
     providers = providers_for(device)
+    options = session_options(n_threads, spinning)
+    # ONNX Runtime uses these buffers without copying: they must live as long as the session.
+    values = {name: ort.OrtValue.ortvalue_from_numpy(array) for name, array in (initializers or {}).items()}
+    for name, value in values.items():
+        options.add_initializer(name, value)
     try:
-        session = ort.InferenceSession(model, session_options(n_threads, spinning), providers=providers)
+        session = ort.InferenceSession(model, options, providers=providers)
     except Exception as err:  # ONNX Runtime raises its own exception types
         if device == "auto" and CUDA in providers:
             # An installed CUDA provider that cannot start: "auto" falls back to the CPU.
-            return create_session(model, "cpu", n_threads, source, spinning)
+            return create_session(model, "cpu", n_threads, source, spinning, initializers)
         where = " on CUDA" if device == "cuda" else ""
         raise ValueError(f"{source} could not be loaded{where}: is it a valid ONNX model? {err}") from None
+    session.pyani_initializers = values
     used = "cuda" if CUDA in session.get_providers() else "cpu"
     if device == "cuda" and used != "cuda":
         raise ValueError(f"device='cuda' was asked for but ONNX Runtime could not start CUDA for {source}")
@@ -86,3 +97,17 @@ def read_metadata(session, source: str) -> dict:
     if version != FORMAT_VERSION:
         raise ValueError(f"{source} has model format version {version}; this pyani reads version {FORMAT_VERSION}")
     return data
+
+
+def read_initializers(model: bytes | str, names: list[str]) -> dict:
+    """The named initializers of a model as NumPy arrays (imports ``onnx``: not on the
+    path of small inputs, which never need this)."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load_model_from_string(model) if isinstance(model, bytes) else onnx.load_model(model)
+    found = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer if t.name in names}
+    missing = set(names) - set(found)
+    if missing:
+        raise ValueError(f"model has no initializers {sorted(missing)} named in its metadata")
+    return found

@@ -105,3 +105,14 @@ def random_molecule(rng, n_atoms, elements=(1, 6, 7, 8), box=4.0, min_distance=0
         if all(np.linalg.norm(p - q) >= min_distance for q in positions):
             positions.append(p)
     return rng.choice(elements, n_atoms), np.array(positions)
+
+
+def water_box(rng, per_side, spacing=3.1):
+    """Waters on a jittered cubic grid, randomly oriented: (numbers, positions, cell)."""
+    water = np.array([[0.0, 0.0, 0.0], [0.9572, 0.0, 0.0], [-0.2400, 0.9266, 0.0]])
+    numbers, positions = [], []
+    for idx in np.ndindex(per_side, per_side, per_side):
+        centre = (np.array(idx) + 0.5) * spacing + rng.uniform(-0.2, 0.2, 3)
+        positions.append(water @ random_rotation(rng).T + centre)
+        numbers += [8, 1, 1]
+    return np.array(numbers), np.concatenate(positions), np.eye(3) * per_side * spacing

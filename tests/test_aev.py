@@ -78,3 +78,31 @@ def test_invariances(backend):
     images = pos + rng.integers(-3, 4, (len(pos), 3)) @ cell
     imaged, _ = kernel_aev(backend, model, numbers, images, cell, True)
     np.testing.assert_allclose(imaged, periodic, atol=1e-5, err_msg="periodic images")
+
+
+def test_features_keep_columns(backend):
+    """`features` keeps columns of the full layout, in the order given; the backward pass
+    reads the left-out columns as zero."""
+    model = get_model("ani-1x", backend)
+    k = _backend.resolve(backend)[1]
+    rng = np.random.default_rng(12)
+    numbers, pos = random_molecule(rng, 16)
+    full, species = kernel_aev(backend, model, numbers, pos)
+    params = k.make_params(model.metadata["aev"], len(model.elements))
+    pairs, _, vectors = k.neighbor_list(pos, np.zeros((3, 3)), np.zeros(3, bool), model.cutoff, 0)
+    rows = np.arange(len(numbers), dtype=np.int64)
+    columns = rng.choice(full.shape[1], 100, replace=False)
+    kept = k.aev(params, species, pairs, vectors, rows, len(numbers), 0, columns)
+    np.testing.assert_array_equal(kept, full[:, columns])
+    grad = rng.normal(size=kept.shape).astype(np.float32)
+    padded = np.zeros_like(full)
+    padded[:, columns] = grad
+    want = k.aev_backward(params, species, pairs, vectors, rows, padded, 0)
+    got = k.aev_backward(params, species, pairs, vectors, rows, grad, 0, columns)
+    assert np.abs(want).max() > 0
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="grad_aev must have shape"):
+        k.aev_backward(params, species, pairs, vectors, rows, padded, 0, columns)
+    for bad, message in (([0, full.shape[1]], "out of range"), ([-1], "out of range"), ([3, 5, 3], "twice")):
+        with pytest.raises(ValueError, match=f"features contains a column {message}"):
+            k.aev(params, species, pairs, vectors, rows, len(numbers), 0, np.array(bad))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import get_model
-from oracles import random_molecule, random_rotation
+from oracles import random_molecule, water_box
 
 from pyani import _backend
 
@@ -131,17 +131,6 @@ def test_unnamed_rows_are_zero_and_threads_do_not_change_results():
     serial = nb.aev_backward(params, species, pairs, vectors, rows, grad, 1)
     for n_threads in (2, 0):
         np.testing.assert_array_equal(nb.aev_backward(params, species, pairs, vectors, rows, grad, n_threads), serial)
-
-
-def water_box(rng, per_side, spacing=3.1):
-    """Waters on a jittered cubic grid, randomly oriented: (numbers, positions, cell)."""
-    water = np.array([[0.0, 0.0, 0.0], [0.9572, 0.0, 0.0], [-0.2400, 0.9266, 0.0]])
-    numbers, positions = [], []
-    for idx in np.ndindex(per_side, per_side, per_side):
-        centre = (np.array(idx) + 0.5) * spacing + rng.uniform(-0.2, 0.2, 3)
-        positions.append(water @ random_rotation(rng).T + centre)
-        numbers += [8, 1, 1]
-    return np.array(numbers), np.concatenate(positions), np.eye(3) * per_side * spacing
 
 
 def model_cases():

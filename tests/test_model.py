@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 from conftest import BACKENDS, MODELS, get_model, load_reference, reference_systems
-from oracles import random_molecule, random_rotation
+from oracles import random_molecule, random_rotation, water_box
 
 import pyani
 from pyani import _runtime
@@ -199,14 +199,14 @@ def test_networks_in_chunks_equal_one_call(backend, monkeypatch):
     whole = model.compute(numbers, pos, atomic=True)
     monkeypatch.setattr(pyani.model, "NETWORK_CHUNK", 7)
     calls = []
-    session = model._session_for(40)
+    session, columns = model._session_for(np.array([40]))
 
     class Counting:
         def run(self, *args):
             calls.append(len(args[1]["aev"]))
             return session.run(*args)
 
-    monkeypatch.setattr(model, "_session_for", lambda n: Counting())
+    monkeypatch.setattr(model, "_session_for", lambda counts: (Counting(), columns))
     chunked = model.compute(numbers, pos, atomic=True)
     assert calls == [7, 7, 7, 7, 7, 5]
     assert abs(chunked.energy - whole.energy) < 1e-7
@@ -246,3 +246,41 @@ def test_verlet_skin_reuses_the_list_and_changes_nothing(backend):
 def test_bad_skin(skin, error):
     with pytest.raises(error, match="skin must be"):
         pyani.load("ani-1x", skin=skin)
+
+
+def test_big_systems_skip_the_columns_of_absent_elements(backend, monkeypatch):
+    """From BULK_ATOMS atoms on, the networks see only the AEV columns that the elements
+    present can fill (water: H and O blocks); results equal those of the full AEV."""
+    model = pyani.load("ani-1x", backend=backend)
+    numbers, positions, cell = water_box(np.random.default_rng(38), 5)  # 375 atoms
+    assert len(numbers) >= pyani.model.BULK_ATOMS
+    compact = model.compute(numbers, positions, cell, stress=True, atomic=True)
+    ((session, columns),) = model._bulk_sessions.values()
+    n_r, n_angular = 16, 32
+    assert len(columns) == 2 * n_r + 3 * n_angular  # H, O radial; HH, HO, OO angular
+    assert session.get_inputs()[0].name == "aev"
+    monkeypatch.setattr(pyani.model, "BULK_ATOMS", 10**9)  # everything through the full AEV
+    full = model.compute(numbers, positions, cell, stress=True, atomic=True)
+    assert compact.energy == pytest.approx(full.energy, abs=2e-6)
+    np.testing.assert_allclose(compact.member_energies, full.member_energies, atol=2e-6)
+    np.testing.assert_allclose(compact.forces, full.forces, atol=2e-6)
+    np.testing.assert_allclose(compact.atomic_energies, full.atomic_energies, atol=1e-6)
+    np.testing.assert_allclose(compact.stress, full.stress, atol=1e-8)
+    assert np.abs(full.forces).max() > 1e-3
+
+
+def test_bulk_sessions_are_bounded(backend, monkeypatch):
+    """One bulk session per set of elements present, at most BULK_SESSIONS of them."""
+    monkeypatch.setattr(pyani.model, "BULK_ATOMS", 8)
+    model = pyani.load("ani-1x", backend=backend)
+    rng = np.random.default_rng(39)
+    for elements in ((1,), (1, 6), (1, 8), (6, 8), (1, 6, 7, 8), (1, 7)):
+        numbers, pos = random_molecule(rng, 12, elements=elements, box=5.0)
+        got = model.compute(numbers, pos)
+        monkeypatch.setattr(pyani.model, "BULK_ATOMS", 10**9)
+        want = model.compute(numbers, pos)
+        monkeypatch.setattr(pyani.model, "BULK_ATOMS", 8)
+        assert got.energy == pytest.approx(want.energy, abs=1e-6), elements
+        np.testing.assert_allclose(got.forces, want.forces, atol=1e-6)
+    assert len(model._bulk_sessions) == pyani.model.BULK_SESSIONS
+    assert list(model._bulk_sessions)[-1] == (0, 2)  # species indices of H, N

@@ -153,9 +153,24 @@ def neighbor_list(positions, cell, pbc, cutoff, n_threads=0):
         return _cell_list.neighbor_list(positions, cell, pbc, cutoff)
 
 
-def aev(params, species, pairs, vectors, rows, n_rows, n_threads=0):
-    """AEVs [n_rows, length] (float32) of atoms with species [N] (0..n_species-1), from the
-    half list pairs [P,2] / vectors [P,3] (Angstrom); atom i goes to row rows[i]."""
+def _features(params: AEVParams, features) -> np.ndarray:
+    """The AEV columns to keep (C++ check_features): all when None."""
+    if features is None:
+        return np.arange(params.length, dtype=np.int64)
+    features = _array(features, np.int64)
+    _require_shape(features, "features", (-1,))
+    _require(
+        features.size == 0 or (features.min() >= 0 and features.max() < params.length),
+        "features contains a column out of range",
+    )
+    _require(np.unique(features).size == features.size, "features contains a column twice")
+    return features
+
+
+def aev(params, species, pairs, vectors, rows, n_rows, n_threads=0, features=None):
+    """AEVs [n_rows, len(features)] (float32) of atoms with species [N] (0..n_species-1), from
+    the half list pairs [P,2] / vectors [P,3] (Angstrom); atom i goes to row rows[i].
+    features: the columns of the full AEV layout to keep (default all)."""
     species = _array(species, np.int32)
     pairs = _array(pairs, np.int64)
     vectors = _array(vectors, np.float64)
@@ -163,26 +178,28 @@ def aev(params, species, pairs, vectors, rows, n_rows, n_threads=0):
     n_rows = operator.index(n_rows)
     _check_atoms(params, species, rows, n_rows)
     _check_pairs(pairs, vectors, species.shape[0])
+    features = _features(params, features)
     # Rows not named in `rows` (none in normal use) must not hold garbage.
-    out = np.zeros((n_rows, params.length), dtype=np.float32)
+    out = np.zeros((n_rows, features.size), dtype=np.float32)
     with _using_threads(_threads(n_threads, species.shape[0], _MIN_ATOMS_PER_THREAD_AEV)):
-        _aev.aev_forward(params, species, pairs, vectors, rows, out)
+        _aev.aev_forward(params, species, pairs, vectors, rows, features, out)
     return out
 
 
-def aev_backward(params, species, pairs, vectors, rows, grad_aev, n_threads=0):
-    """dE/d(vectors) [P,3] (float64, Hartree/Angstrom) from dE/dAEV grad_aev [n_rows, length]
-    (float32, Hartree); other arguments as for `aev`."""
+def aev_backward(params, species, pairs, vectors, rows, grad_aev, n_threads=0, features=None):
+    """dE/d(vectors) [P,3] (float64, Hartree/Angstrom) from dE/dAEV grad_aev
+    [n_rows, len(features)] (float32, Hartree); other arguments as for `aev`."""
     species = _array(species, np.int32)
     pairs = _array(pairs, np.int64)
     vectors = _array(vectors, np.float64)
     rows = _array(rows, np.int64)
     grad_aev = _array(grad_aev, np.float32)
-    _require_shape(grad_aev, "grad_aev", (-1, params.length))
+    features = _features(params, features)
+    _require_shape(grad_aev, "grad_aev", (-1, features.size))
     _check_atoms(params, species, rows, grad_aev.shape[0])
     _check_pairs(pairs, vectors, species.shape[0])
     with _using_threads(_threads(n_threads, species.shape[0], _MIN_ATOMS_PER_THREAD_AEV)):
-        return _aev.aev_backward(params, species, pairs, vectors, rows, grad_aev)
+        return _aev.aev_backward(params, species, pairs, vectors, rows, features, grad_aev)
 
 
 def pair_forces(n_atoms, pairs, grad_vectors):

@@ -4,6 +4,10 @@ See ``cpp/aev.hpp`` for the formulas and the AEV layout. Sums are float64; the A
 stored as float32. Per-atom work (forward and backward) runs in blocks of atoms spread
 over threads with ``prange``; each atom writes only its own AEV row and its own directed
 entries, so there are no races.
+
+The angular loops visit one triple at a time. The C++ core computes the same terms over
+arrays of all triples of an atom, grouped by species pair, so that its loops vectorise;
+the sums differ only in their order (results agree to rounding, tests/test_backends.py).
 """
 
 from __future__ import annotations
@@ -219,15 +223,15 @@ def _setup(prm, n_atoms, pairs):
 
 
 @numba.njit(cache=True)
-def _forward_block(lo, hi, prm, setup, species, pairs, vectors, rows, aev):
-    """AEVs of atoms lo..hi-1 into their rows of `aev` (float32)."""
+def _forward_block(lo, hi, prm, setup, species, pairs, vectors, rows, features, aev):
+    """AEVs of atoms lo..hi-1 (the columns `features` of the full layout) into their rows
+    of `aev` (float32)."""
     start, pair, sign, table, cos_z, sin_z, zeta_minus_one, max_degree = setup
-    length = aev.shape[1]
     n_r = prm.shf_r.shape[0]
     n_a = prm.shf_a.shape[0]
     n_z = prm.shf_z.shape[0]
     radial_length = prm.n_species * n_r
-    acc = np.empty(length)
+    acc = np.empty(radial_length + prm.n_species * (prm.n_species + 1) // 2 * n_a * n_z)
     f1 = np.empty(n_z)
     f2 = np.empty(n_a)
     radial = _neighbors(max_degree)
@@ -253,18 +257,19 @@ def _forward_block(lo, hi, prm, setup, species, pairs, vectors, rows, aev):
                     for z in range(n_z):
                         acc[base + k * n_z + z] += f2[k] * f1[z]
         row = rows[i]
-        for k in range(length):
-            aev[row, k] = acc[k]
+        for k in range(features.shape[0]):
+            aev[row, k] = acc[features[k]]
 
 
 @numba.njit(cache=True)
-def _backward_block(lo, hi, prm, setup, species, pairs, vectors, rows, grad_aev, grad_entry):
+def _backward_block(lo, hi, prm, setup, species, pairs, vectors, rows, features, grad_aev, grad_entry):
     """dE/d(directed entry vector) of atoms lo..hi-1 into `grad_entry` (their own entries)."""
     start, pair, sign, table, cos_z, sin_z, zeta_minus_one, max_degree = setup
     n_r = prm.shf_r.shape[0]
     n_a = prm.shf_a.shape[0]
     n_z = prm.shf_z.shape[0]
     radial_length = prm.n_species * n_r
+    g = np.zeros(radial_length + prm.n_species * (prm.n_species + 1) // 2 * n_a * n_z)  # full layout
     f1 = np.empty(n_z)
     df1 = np.empty(n_z)
     f2 = np.empty(n_a)
@@ -272,7 +277,8 @@ def _backward_block(lo, hi, prm, setup, species, pairs, vectors, rows, grad_aev,
     radial = _neighbors(max_degree)
     angular = _neighbors(max_degree)
     for i in range(lo, hi):
-        g = grad_aev[rows[i]]
+        for k in range(features.shape[0]):
+            g[features[k]] = grad_aev[rows[i], k]
         n_radial, n_angular = _gather(prm, start, pair, sign, pairs, vectors, species, i, radial, angular)
 
         for m in range(n_radial):
@@ -284,7 +290,7 @@ def _backward_block(lo, hi, prm, setup, species, pairs, vectors, rows, grad_aev,
             for k in range(n_r):
                 dr = r - prm.shf_r[k]
                 e = 0.25 * math.exp(-prm.eta_r * dr * dr)
-                de_dr += float(g[base + k]) * e * (dfc - 2.0 * prm.eta_r * dr * fc)
+                de_dr += g[base + k] * e * (dfc - 2.0 * prm.eta_r * dr * fc)
             entry = radial.entry[m]
             for c in range(3):
                 grad_entry[entry, c] += de_dr * radial.v[m, c] / r
@@ -309,7 +315,7 @@ def _backward_block(lo, hi, prm, setup, species, pairs, vectors, rows, grad_aev,
                     gz = 0.0
                     gdz = 0.0
                     for z in range(n_z):
-                        gk = float(g[base + k * n_z + z])
+                        gk = g[base + k * n_z + z]
                         gz += gk * f1[z]
                         gdz += gk * df1[z]
                     s_cos += f2[k] * gdz
@@ -344,8 +350,9 @@ def _entries_to_pairs(pair, sign, grad_entry, n_pairs):
 
 
 @numba.njit(cache=True, parallel=True)
-def aev_forward(prm, species, pairs, vectors, rows, aev):
-    """Write the AEV of atom i into row rows[i] of `aev` [n_rows, length] (float32).
+def aev_forward(prm, species, pairs, vectors, rows, features, aev):
+    """Write the AEV of atom i into row rows[i] of `aev` [n_rows, len(features)] (float32):
+    the columns `features` (int64) of the full layout.
 
     species [N] int32; pairs [P,2] int64; vectors [P,3] float64 Angstrom (r_j - r_i + image).
     """
@@ -355,13 +362,13 @@ def aev_forward(prm, species, pairs, vectors, rows, aev):
         # int64: prange indices are uint64 in the parallel body but int64 when the caller is
         # typed, and each would compile its own copy of the block function.
         lo = np.int64(block) * BLOCK
-        _forward_block(lo, min(n_atoms, lo + BLOCK), prm, setup, species, pairs, vectors, rows, aev)
+        _forward_block(lo, min(n_atoms, lo + BLOCK), prm, setup, species, pairs, vectors, rows, features, aev)
 
 
 @numba.njit(cache=True, parallel=True)
-def aev_backward(prm, species, pairs, vectors, rows, grad_aev):
-    """dE/d(vectors) [P,3] (Hartree/Angstrom) from dE/dAEV `grad_aev` [n_rows, length]
-    (float32, Hartree).
+def aev_backward(prm, species, pairs, vectors, rows, features, grad_aev):
+    """dE/d(vectors) [P,3] (Hartree/Angstrom) from dE/dAEV `grad_aev` [n_rows, len(features)]
+    (float32, Hartree; columns `features` of the full layout, the others zero).
 
     Gradients go per directed entry (atom i owns its entries) and are summed per pair
     afterwards in entry order, so the result does not depend on the thread count.
@@ -372,7 +379,9 @@ def aev_backward(prm, species, pairs, vectors, rows, grad_aev):
     grad_entry = np.zeros((pair.shape[0], 3))
     for block in numba.prange((n_atoms + BLOCK - 1) // BLOCK):
         lo = np.int64(block) * BLOCK  # see aev_forward
-        _backward_block(lo, min(n_atoms, lo + BLOCK), prm, setup, species, pairs, vectors, rows, grad_aev, grad_entry)
+        _backward_block(
+            lo, min(n_atoms, lo + BLOCK), prm, setup, species, pairs, vectors, rows, features, grad_aev, grad_entry
+        )
     return _entries_to_pairs(pair, sign, grad_entry, pairs.shape[0])
 
 

@@ -1,16 +1,22 @@
 """Build the ONNX graph of an ANI ensemble, forward and backward, from plain weight arrays.
 
-Graph interface (format version 1)::
+Graph interface (format version 2)::
 
-    inputs   aev             float32 [n_atoms, aev_length]  rows grouped by element, in
+    inputs   aev             float32 [n_atoms, n_features]  rows grouped by element, in
                                                             the model's element order
              counts          int64   [n_elements]           atoms of each element
              with_gradient   bool    []                     compute aev_gradient or not
     outputs  atomic_energies float32 [n_members, n_atoms]   network outputs (Hartree),
                                                             self energies NOT included
-             aev_gradient    float32 [n_atoms, aev_length]  d(mean over members of the
+             aev_gradient    float32 [n_atoms, n_features]  d(mean over members of the
                                                             summed energy)/d(aev); shape
                                                             [0, aev_length] when not asked
+
+n_features is the AEV length, or fewer: the first-layer weights ``<element>_w1``
+[aev_length, n_members * hidden] are the only tensors that touch the feature axis (forward
+and backward), so a session made with those initializers replaced by some of their rows
+takes AEVs holding only those columns. pyani does that for big systems lacking some
+elements, whose AEV columns are all zero.
 
 ONNX Runtime has no autograd, so the backward pass of the MLPs is written out here. It sits
 in the ``then`` branch of an ``If`` on ``with_gradient``: ONNX Runtime runs every node of a
@@ -28,7 +34,7 @@ import numpy as np
 
 from .neurochem import CELU_ALPHA, Ensemble
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 OPSET = 17
 METADATA_KEY = "pyani"
 
@@ -117,7 +123,7 @@ def build_model(ens: Ensemble):
 
     chunks = [b.name(f"aev_{el}") for el in ens.elements]
     main.append(helper.make_node("Split", ["aev", "counts"], chunks, name="split_by_element", axis=0))
-    energies, gradients = [], []
+    energies, gradients, first_layer = [], [], []
     for el, x, members in zip(ens.elements, chunks, ens.networks):
         n_layers = len(members[0])
         weights = [np.stack([m[k][0] for m in members]) for k in range(n_layers)]  # [M, out, in]
@@ -126,6 +132,7 @@ def build_model(ens: Ensemble):
 
         # Layer 1, all members in one GEMM: [n, D] @ [D, M*H1].
         w1 = b.const(f"{el}_w1", weights[0].reshape(n_members * h1, -1).T.copy())
+        first_layer.append(w1)
         z = b.node(main, "MatMul", [x, w1], f"{el}_z1")
         z = b.node(main, "Add", [z, b.const(f"{el}_b1", biases[0].reshape(-1))], f"{el}_z1b")
         z = b.node(main, "Reshape", [z, b.const(f"{el}_shape1", np.array([0, n_members, h1]))], f"{el}_z1r")
@@ -150,13 +157,13 @@ def build_model(ens: Ensemble):
                 g = b.node(grad, "MatMul", [g, transposed[k - 1]], f"{el}_g{k + 1}w")
         g = b.node(grad, "Transpose", [g], f"{el}_g1t", **perm)  # [n, M, H1]
         g = b.node(grad, "Reshape", [g, b.const(f"{el}_shape_back", np.array([0, n_members * h1]))], f"{el}_g1r")
-        w1t = b.node(main, "Transpose", [w1], f"{el}_w1t", perm=[1, 0])  # [M*H1, D]
-        gradients.append(b.node(grad, "MatMul", [g, w1t], f"{el}_aev_grad"))
+        gradients.append(b.node(grad, "Gemm", [g, w1], f"{el}_aev_grad", transB=1))  # g @ w1^T
 
+    meta["first_layer_weights"] = first_layer  # what a session may replace by some of its rows
     main.append(helper.make_node("Concat", energies, ["atomic_energies"], name="concat_energies", axis=1))
     grad.append(helper.make_node("Concat", gradients, ["grad_out"], name="concat_gradients", axis=0))
     empty = helper.make_tensor("empty", TensorProto.FLOAT, [0, n_features], [])
-    out_info = helper.make_tensor_value_info("grad_out", TensorProto.FLOAT, ["n_rows", n_features])
+    out_info = helper.make_tensor_value_info("grad_out", TensorProto.FLOAT, ["n_rows", "n_features"])
     then_graph = helper.make_graph(grad, "gradient", [], [out_info])
     else_graph = helper.make_graph(
         [helper.make_node("Constant", [], ["grad_out"], value=empty)], "no_gradient", [], [out_info]
@@ -175,13 +182,13 @@ def build_model(ens: Ensemble):
         main,
         "ani_ensemble",
         [
-            helper.make_tensor_value_info("aev", TensorProto.FLOAT, ["n_atoms", n_features]),
+            helper.make_tensor_value_info("aev", TensorProto.FLOAT, ["n_atoms", "n_features"]),
             helper.make_tensor_value_info("counts", TensorProto.INT64, [len(ens.elements)]),
             helper.make_tensor_value_info("with_gradient", TensorProto.BOOL, []),
         ],
         [
             helper.make_tensor_value_info("atomic_energies", TensorProto.FLOAT, [n_members, "n_atoms"]),
-            helper.make_tensor_value_info("aev_gradient", TensorProto.FLOAT, ["n_rows", n_features]),
+            helper.make_tensor_value_info("aev_gradient", TensorProto.FLOAT, ["n_rows", "n_features"]),
         ],
         initializer=b.initializers,
     )
