@@ -111,15 +111,13 @@ def build_model(ens: Ensemble):
     main: list = []  # forward nodes (main graph)
     grad: list = []  # backward nodes (then-branch)
 
-    inv_alpha = b.const("inv_alpha", np.float32(1.0 / CELU_ALPHA))
-    one = b.const("one", np.float32(1.0))
     perm = {"perm": [1, 0, 2]}
 
     def celu_derivative(activation: str, tag: str) -> str:
         # celu'(z) = 1 for z > 0, exp(z/alpha) = celu(z)/alpha + 1 otherwise: min(a/alpha + 1, 1)
-        scaled = b.node(grad, "Mul", [activation, inv_alpha], f"{tag}_scaled")
-        shifted = b.node(grad, "Add", [scaled, one], f"{tag}_shifted")
-        return b.node(grad, "Min", [shifted, one], f"{tag}_dcelu")
+        # for a = celu(z) >= -alpha, which is HardSigmoid(a) = max(0, min(1, a/alpha + 1)): one
+        # pass over the activations instead of three.
+        return b.node(grad, "HardSigmoid", [activation], f"{tag}_dcelu", alpha=1.0 / CELU_ALPHA, beta=1.0)
 
     chunks = [b.name(f"aev_{el}") for el in ens.elements]
     main.append(helper.make_node("Split", ["aev", "counts"], chunks, name="split_by_element", axis=0))
