@@ -1,15 +1,143 @@
-#include "aev.hpp"
-
+// The AEV kernels (formulas and layout in aev.hpp). This file is compiled once per
+// instruction set, into namespace pyani::PYANI_KERNEL_ISA (CMakeLists.txt); aev_dispatch.cpp
+// picks one at run time.
+//
+// Per atom, the work is arranged as loops over arrays so that the compiler vectorises them:
+// the neighbours of the atom (grouped by species, so that all those feeding one block of
+// the AEV are contiguous), then all its angular triples (grouped by species pair). Sums are
+// float64; the AEV is stored as float32.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
+#include "aev.hpp"
 #include "parallel.hpp"
 
+#ifndef PYANI_KERNEL_ISA
+#define PYANI_KERNEL_ISA baseline
+#endif
+
 namespace pyani {
+namespace PYANI_KERNEL_ISA {
 namespace {
 
 constexpr double PI = 3.14159265358979323846;
 constexpr double COS_SCALE = 0.95;  // TorchANI/NeuroChem scale the cosine to keep acos finite
+
+// ---------------------------------------------------------------------------------------
+// Elementary functions over arrays. libm's exp, sin and cos are calls that stop a loop from
+// vectorising; these are plain arithmetic.
+
+// exp(x) for x in [-700, 700] (clamped beyond): Cody-Waite reduction x = n ln2 + r,
+// |r| <= ln2/2, a degree-12 Taylor polynomial of exp(r), and 2^n built in the exponent bits.
+// Relative error below 4e-16.
+#if defined(__GNUC__)
+template <int W>
+struct Lanes {
+    typedef double D __attribute__((vector_size(8 * W)));
+    typedef int64_t I __attribute__((vector_size(8 * W)));
+};
+
+template <int W>
+inline typename Lanes<W>::D exp_lanes(typename Lanes<W>::D x) {
+    using D = typename Lanes<W>::D;
+    using I = typename Lanes<W>::I;
+    const D lo = D{} - 700.0, hi = D{} + 700.0;
+    x = x < lo ? lo : x;
+    x = x > hi ? hi : x;
+    const double shifter = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
+    const D t = x * 1.4426950408889634 + shifter;
+    const D n = t - shifter;
+    const D r = (x - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
+    D p = r * (1.0 / 479001600.0) + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    // The low bits of t hold n; (n + 1023) << 52 is the bit pattern of 2^n.
+    I bits;
+    std::memcpy(&bits, &t, sizeof bits);
+    bits = (bits + 1023) << 52;
+    D scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+void exp_array(const double* x, double* out, size_t n) {
+#if defined(__AVX2__)
+    constexpr int W = 4;
+#else
+    constexpr int W = 2;
+#endif
+    using D = typename Lanes<W>::D;
+    size_t i = 0;
+    for (; i + W <= n; i += W) {
+        D v;
+        std::memcpy(&v, x + i, sizeof v);
+        v = exp_lanes<W>(v);
+        std::memcpy(out + i, &v, sizeof v);
+    }
+    if (i < n) {  // the tail, padded
+        D v{};
+        std::memcpy(&v, x + i, (n - i) * sizeof(double));
+        v = exp_lanes<W>(v);
+        std::memcpy(out + i, &v, (n - i) * sizeof(double));
+    }
+}
+#else
+void exp_array(const double* x, double* out, size_t n) {
+    for (size_t i = 0; i < n; ++i) out[i] = std::exp(std::min(700.0, std::max(-700.0, x[i])));
+}
+#endif
+
+// The cosine cutoff fc(r) = 0.5 cos(pi r / rc) + 0.5 and, when dfc is given, its
+// derivative, for 0 <= r < rc. With u = pi r / rc - pi/2 in [-pi/2, pi/2): cos = -sin(u) and
+// sin = cos(u), Taylor series to degree 21 and 22 (truncation error below 1e-17).
+void cutoff_cosine(const double* r, size_t n, double rc, double* fc, double* dfc) {
+    const double scale = PI / rc;
+    for (size_t q = 0; q < n; ++q) {
+        const double u = scale * r[q] - 0.5 * PI, u2 = u * u;
+        double s = 1.0 / 51090942171709440000.0;  // sin(u) / u, from the u^20 term down
+        s = s * u2 - 1.0 / 121645100408832000.0;
+        s = s * u2 + 1.0 / 355687428096000.0;
+        s = s * u2 - 1.0 / 1307674368000.0;
+        s = s * u2 + 1.0 / 6227020800.0;
+        s = s * u2 - 1.0 / 39916800.0;
+        s = s * u2 + 1.0 / 362880.0;
+        s = s * u2 - 1.0 / 5040.0;
+        s = s * u2 + 1.0 / 120.0;
+        s = s * u2 - 1.0 / 6.0;
+        s = s * u2 + 1.0;
+        fc[q] = 0.5 - 0.5 * u * s;
+    }
+    if (!dfc) return;
+    for (size_t q = 0; q < n; ++q) {
+        const double u = scale * r[q] - 0.5 * PI, u2 = u * u;
+        double c = -1.0 / 1124000727777607680000.0;  // cos(u), from the u^22 term down
+        c = c * u2 + 1.0 / 2432902008176640000.0;
+        c = c * u2 - 1.0 / 6402373705728000.0;
+        c = c * u2 + 1.0 / 20922789888000.0;
+        c = c * u2 - 1.0 / 87178291200.0;
+        c = c * u2 + 1.0 / 479001600.0;
+        c = c * u2 - 1.0 / 3628800.0;
+        c = c * u2 + 1.0 / 40320.0;
+        c = c * u2 - 1.0 / 720.0;
+        c = c * u2 + 1.0 / 24.0;
+        c = c * u2 - 0.5;
+        c = c * u2 + 1.0;
+        dfc[q] = -0.5 * scale * c;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-call tables.
 
 // The half list seen from each atom: entry e of atom i is pair `pair[e]`, walked from i
 // (sign +1: i is the pair's first atom, the vector as stored; -1: reversed).
@@ -53,47 +181,8 @@ std::vector<int64_t> species_pair_table(int n) {
     return table;
 }
 
-// One neighbour of the centre atom, as both passes need it.
-struct Neighbor {
-    int64_t entry;  // index into Directed
-    double v[3];
-    double r, fc, dfc;  // distance, cutoff function and its derivative
-    int32_t species;
-};
-
-void cutoff_cosine(double r, double rc, double& fc, double& dfc) {
-    fc = 0.5 * std::cos(PI * r / rc) + 0.5;
-    dfc = -0.5 * PI / rc * std::sin(PI * r / rc);
-}
-
-// The neighbours of atom i within the radial cutoff (all) and the angular cutoff (angular).
-void gather(const AEVParams& prm, const Directed& dir, const int64_t* pairs, const double* vectors,
-            const int32_t* species, int64_t i, std::vector<Neighbor>& radial,
-            std::vector<Neighbor>& angular) {
-    radial.clear();
-    angular.clear();
-    for (int64_t e = dir.start[i]; e < dir.start[i + 1]; ++e) {
-        const int64_t p = dir.pair[e];
-        const double s = dir.sign[e];
-        Neighbor nb;
-        nb.entry = e;
-        for (int c = 0; c < 3; ++c) nb.v[c] = s * vectors[3 * p + c];
-        nb.r = std::sqrt(nb.v[0] * nb.v[0] + nb.v[1] * nb.v[1] + nb.v[2] * nb.v[2]);
-        if (nb.r >= prm.radial_cutoff) continue;
-        nb.species = species[s > 0 ? pairs[2 * p + 1] : pairs[2 * p]];
-        cutoff_cosine(nb.r, prm.radial_cutoff, nb.fc, nb.dfc);
-        radial.push_back(nb);
-        if (nb.r < prm.angular_cutoff) {
-            cutoff_cosine(nb.r, prm.angular_cutoff, nb.fc, nb.dfc);
-            angular.push_back(nb);
-        }
-    }
-}
-
-// cos and sin of the angular sections ShfZ, computed once per call.
-// Zeta is a whole number in ANI-1x (32): then x^(zeta-1) by squaring beats std::pow.
-constexpr size_t MAX_SECTIONS = 64;  // checked when AEVParams are made (bindings)
-
+// cos and sin of the angular sections ShfZ. Zeta is a whole number in every ANI model (32):
+// then x^(zeta-1) by squaring beats std::pow.
 struct Sections {
     std::vector<double> cos_z, sin_z;
     bool integer_zeta;
@@ -108,90 +197,28 @@ struct Sections {
     }
 };
 
-double power(double x, int64_t n) {
-    double result = 1.0;
-    while (n > 0) {
-        if (n & 1) result *= x;
-        x *= x;
-        n >>= 1;
-    }
-    return result;
-}
-
-// exp(-eta (x - shift_k)^2) for every shift k. The shifts of every ANI model are evenly
-// spaced: then two exps and a product recurrence replace one exp per shift
-// (g_{k+1} = g_k r_k, r_{k+1} = r_k exp(-2 eta step^2)), unless that could under/overflow.
+// exp(-eta (x - shift_k)^2) for the shifts of one AEV part, x in [0, cutoff]. The shifts of
+// every ANI model are evenly spaced: then two exps and a product recurrence replace one exp
+// per shift (g_{k+1} = g_k r_k, r_{k+1} = r_k decay), as long as no value or ratio can leave
+// the range of doubles (`recurrence`).
 struct Gaussians {
     double eta, step = 0, decay = 0;
     std::vector<double> shifts;
-    bool uniform;
-    Gaussians(double eta_, const std::vector<double>& shifts_) : eta(eta_), shifts(shifts_) {
-        uniform = shifts.size() > 2;
+    bool recurrence;
+    Gaussians(double eta_, const std::vector<double>& shifts_, double cutoff) : eta(eta_), shifts(shifts_) {
+        bool uniform = shifts.size() > 2;
         if (uniform) step = (shifts.back() - shifts.front()) / (shifts.size() - 1);
         for (size_t k = 0; uniform && k < shifts.size(); ++k) {
             uniform = std::fabs(shifts[0] + k * step - shifts[k]) <= 1e-6 * std::fabs(step);
         }
         decay = std::exp(-2.0 * eta * step * step);
-    }
-    // N > 0: the number of shifts, known at compile time (the loops unroll); 0: shifts.size().
-    template <size_t N = 0>
-    void eval(double x, double* out) const {
-        const size_t n = N ? N : shifts.size();
-        const double t = x - shifts[0];
-        const double span = eta * std::fabs(t) * (std::fabs(t) + 2.0 * std::fabs(step) * n);
-        if (!uniform || span > 600.0) {
-            for (size_t k = 0; k < n; ++k) {
-                const double d = x - shifts[k];
-                out[k] = std::exp(-eta * d * d);
-            }
-            return;
-        }
-        double g = std::exp(-eta * t * t);
-        double ratio = std::exp(eta * step * (2.0 * t - step));
-        for (size_t k = 0; k < n; ++k) {
-            out[k] = g;
-            g *= ratio;
-            ratio *= decay;
-        }
+        double far = 0;  // largest |x - shift|
+        for (double s : {shifts.front(), shifts.back()}) far = std::max({far, std::fabs(s), std::fabs(cutoff - s)});
+        const double t = std::max(std::fabs(shifts[0]), std::fabs(cutoff - shifts[0]));
+        recurrence = uniform && eta >= 0 && eta * far * far <= 600.0 &&
+                     eta * std::fabs(step) * (2.0 * t + std::fabs(step)) <= 600.0;
     }
 };
-
-// Angular factors of one triple: F1[z] = 2 X^zeta with X = (1 + cos(theta - ShfZ)) / 2,
-// and dF1/dcos; cos(theta - z) expanded so no acos is needed. NZ as N in Gaussians.
-template <size_t NZ>
-void angle_factors(const AEVParams& prm, const Sections& sec, double cos_angle, double* f1,
-                   double* df1) {
-    const double c = COS_SCALE * cos_angle;
-    const double sin_theta = std::sqrt(std::max(0.0, 1.0 - c * c));
-    const double dsin_dcos = -COS_SCALE * c / sin_theta;  // sin_theta >= sqrt(1 - 0.95^2)
-    const size_t n_z = NZ ? NZ : sec.cos_z.size();
-    double x[MAX_SECTIONS], xpow[MAX_SECTIONS];
-    for (size_t z = 0; z < n_z; ++z) {
-        x[z] = std::max(0.0, 0.5 * (1.0 + c * sec.cos_z[z] + sin_theta * sec.sin_z[z]));
-    }
-    if (sec.integer_zeta) {
-        // x^(zeta-1) by squaring, all sections at once (the loops vectorise).
-        double base[MAX_SECTIONS];
-        for (size_t z = 0; z < n_z; ++z) {
-            base[z] = x[z];
-            xpow[z] = 1.0;
-        }
-        for (int64_t n = sec.zeta_minus_one; n > 0; n >>= 1) {
-            if (n & 1) {
-                for (size_t z = 0; z < n_z; ++z) xpow[z] *= base[z];
-            }
-            for (size_t z = 0; z < n_z; ++z) base[z] *= base[z];
-        }
-    } else {
-        for (size_t z = 0; z < n_z; ++z) xpow[z] = std::pow(x[z], prm.zeta - 1.0);
-    }
-    for (size_t z = 0; z < n_z; ++z) f1[z] = 2.0 * xpow[z] * x[z];
-    if (df1) {
-        for (size_t z = 0; z < n_z; ++z) {
-            df1[z] = prm.zeta * xpow[z] * (COS_SCALE * sec.cos_z[z] + dsin_dcos * sec.sin_z[z]);
-        }
-    }
-}
 
 // Thread start-up costs more than the work for a few dozen atoms.
 constexpr int64_t MIN_ATOMS_PER_THREAD = 32;
@@ -201,86 +228,142 @@ int threads_for(int64_t n_atoms, int n_threads) {
     return static_cast<int>(std::min<int64_t>(resolve_threads(n_threads), useful));
 }
 
-double cosine(const Neighbor& a, const Neighbor& b) {
-    const double d = a.v[0] * b.v[0] + a.v[1] * b.v[1] + a.v[2] * b.v[2];
-    return d / std::max(a.r * b.r, 1e-10);
-}
-
 // What the forward and backward passes both derive from their arguments once per call.
 struct Tables {
     Directed dir;
     std::vector<int64_t> pair_index;
     Sections sections;
-    Gaussians radial_terms, angular_terms;
-    // Whether the angular Gaussians may use their recurrence for every mean distance in
-    // [0, angular_cutoff] (see triple_terms).
-    bool angular_recurrence;
+    Gaussians radial, angular;
     Tables(const AEVParams& prm, int64_t n_atoms, int64_t n_pairs, const int64_t* pairs)
         : dir(directed_neighbors(n_atoms, n_pairs, pairs)),
           pair_index(species_pair_table(prm.n_species)),
           sections(prm.shf_z, prm.zeta),
-          radial_terms(prm.eta_r, prm.shf_r),
-          angular_terms(prm.eta_a, prm.shf_a) {
-        const Gaussians& g = angular_terms;
-        const double t = std::max(std::fabs(g.shifts[0]), std::fabs(prm.angular_cutoff - g.shifts[0]));
-        angular_recurrence = g.uniform && g.eta * t * (t + 2.0 * std::fabs(g.step) * g.shifts.size()) <= 600.0;
+          radial(prm.eta_r, prm.shf_r, prm.radial_cutoff),
+          angular(prm.eta_a, prm.shf_a, prm.angular_cutoff) {}
+};
+
+// ---------------------------------------------------------------------------------------
+// Neighbours of one atom.
+
+// All directed entries of one atom: vectors (from the atom), distances, species.
+struct Candidates {
+    std::vector<double> x, y, z, r;
+    std::vector<int64_t> entry;
+    std::vector<int32_t> species;
+
+    void gather(const Directed& dir, const int64_t* pairs, const double* vectors, const int32_t* species_of,
+                int64_t i) {
+        const int64_t first = dir.start[i], n = dir.start[i + 1] - first;
+        for (std::vector<double>* v : {&x, &y, &z, &r}) v->resize(n);
+        entry.resize(n);
+        species.resize(n);
+        for (int64_t q = 0; q < n; ++q) {
+            const int64_t e = first + q, p = dir.pair[e];
+            const double s = dir.sign[e];
+            x[q] = s * vectors[3 * p];
+            y[q] = s * vectors[3 * p + 1];
+            z[q] = s * vectors[3 * p + 2];
+            entry[q] = e;
+            species[q] = species_of[s > 0 ? pairs[2 * p + 1] : pairs[2 * p]];
+        }
+        for (int64_t q = 0; q < n; ++q) r[q] = std::sqrt(x[q] * x[q] + y[q] * y[q] + z[q] * z[q]);
     }
 };
 
-// The angular neighbours of one atom as arrays, grouped by species, so that the loops over
-// the partners of one neighbour vectorise and partners of one species are contiguous.
-struct AngularSet {
+// The neighbours within one cutoff, grouped by species (those of species s are
+// start[s] .. start[s+1]-1), with the cutoff function and its derivative.
+struct NeighborSet {
     std::vector<double> x, y, z, r, fc, dfc;
-    std::vector<double> half_ratio;  // exp(EtaA step (r - ShfA[0])): see triple_terms
     std::vector<int64_t> entry;
     std::vector<int32_t> species;
-    std::vector<int64_t> start, cursor;  // neighbours of species s: start[s] .. start[s+1]-1
+    std::vector<int64_t> start, cursor;
 
     size_t size() const { return r.size(); }
 
-    void fill(const std::vector<Neighbor>& nbs, const AEVParams& prm, const Tables& t) {
-        const size_t n = nbs.size();
-        for (std::vector<double>* v : {&x, &y, &z, &r, &fc, &dfc, &half_ratio}) v->resize(n);
+    void fill(const Candidates& c, double cutoff, int n_species, bool derivatives) {
+        start.assign(n_species + 1, 0);
+        for (size_t q = 0; q < c.r.size(); ++q) {
+            if (c.r[q] < cutoff) start[c.species[q] + 1] += 1;
+        }
+        for (int s = 0; s < n_species; ++s) start[s + 1] += start[s];
+        const size_t n = start[n_species];
+        for (std::vector<double>* v : {&x, &y, &z, &r, &fc, &dfc}) v->resize(n);
         entry.resize(n);
         species.resize(n);
-        start.assign(prm.n_species + 1, 0);
-        for (const Neighbor& nb : nbs) start[nb.species + 1] += 1;
-        for (int s = 0; s < prm.n_species; ++s) start[s + 1] += start[s];
         cursor.assign(start.begin(), start.end() - 1);
-        for (const Neighbor& nb : nbs) {
-            const int64_t j = cursor[nb.species]++;
-            x[j] = nb.v[0];
-            y[j] = nb.v[1];
-            z[j] = nb.v[2];
-            r[j] = nb.r;
-            fc[j] = nb.fc;
-            dfc[j] = nb.dfc;
-            entry[j] = nb.entry;
-            species[j] = nb.species;
+        for (size_t q = 0; q < c.r.size(); ++q) {
+            if (!(c.r[q] < cutoff)) continue;
+            const int64_t j = cursor[c.species[q]]++;
+            x[j] = c.x[q];
+            y[j] = c.y[q];
+            z[j] = c.z[q];
+            r[j] = c.r[q];
+            entry[j] = c.entry[q];
+            species[j] = c.species[q];
         }
-        if (t.angular_recurrence) {
-            const Gaussians& g = t.angular_terms;
-            for (size_t j = 0; j < n; ++j) half_ratio[j] = std::exp(g.eta * g.step * (r[j] - g.shifts[0]));
-        }
+        cutoff_cosine(r.data(), n, cutoff, fc.data(), derivatives ? dfc.data() : nullptr);
     }
 };
 
+// ---------------------------------------------------------------------------------------
+// Radial terms.
+
+// gauss[k * n + q] = 0.25 exp(-EtaR (r_q - ShfR_k)^2) for the n neighbours of `set`.
+void radial_gaussians(const Gaussians& g, const NeighborSet& set, size_t n_r, std::vector<double>& gauss,
+                      std::vector<double>& arg, std::vector<double>& ratio) {
+    const size_t n = set.size();
+    gauss.resize(n_r * n);
+    arg.resize(n);
+    ratio.resize(n);
+    const double* r = set.r.data();
+    if (g.recurrence) {
+        const double s0 = g.shifts[0];
+        for (size_t q = 0; q < n; ++q) {
+            const double t = r[q] - s0;
+            arg[q] = -g.eta * t * t;
+            ratio[q] = g.eta * g.step * (2.0 * t - g.step);
+        }
+        exp_array(arg.data(), gauss.data(), n);
+        exp_array(ratio.data(), ratio.data(), n);
+        for (size_t q = 0; q < n; ++q) gauss[q] *= 0.25;
+        for (size_t k = 1; k < n_r; ++k) {
+            const double* previous = gauss.data() + (k - 1) * n;
+            double* current = gauss.data() + k * n;
+            for (size_t q = 0; q < n; ++q) {
+                current[q] = previous[q] * ratio[q];
+                ratio[q] *= g.decay;
+            }
+        }
+        return;
+    }
+    for (size_t k = 0; k < n_r; ++k) {
+        for (size_t q = 0; q < n; ++q) {
+            const double d = r[q] - g.shifts[k];
+            arg[q] = -g.eta * d * d;
+        }
+        exp_array(arg.data(), gauss.data() + k * n, n);
+        for (size_t q = 0; q < n; ++q) gauss[k * n + q] *= 0.25;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Angular terms.
+
 // All triples (centre, a, b), a < b, of one atom's angular neighbours, ordered by species
 // pair so that each output block of the AEV gets one contiguous run, and every factor of the
-// angular terms as arrays over the triples: the loops run over a few hundred triples and
-// vectorise, where loops over the partners of one neighbour would be a few elements long.
+// angular terms as arrays over the triples.
 struct Triples {
     size_t size = 0;
-    std::vector<int32_t> ia, ib;          // neighbour indices (AngularSet) of triple t
-    std::vector<int64_t> run_start;       // runs of one species pair: run_start[u]..[u+1]-1
-    std::vector<int64_t> run_block;       // their angular block (pair_index)
-    std::vector<double> cos_ab, c, sin_t, mean, w, x, base, power;  // [size]
+    std::vector<int32_t> ia, ib;     // neighbour indices (NeighborSet) of triple t
+    std::vector<int64_t> run_start;  // runs of one species pair: run_start[u] .. [u+1]-1
+    std::vector<int64_t> run_block;  // their angular block (pair_index)
+    std::vector<double> cos_ab, c, sin_t, mean, w, x, power, ratio, arg;  // [size]
     std::vector<double> f1, df1;  // [n_z][size]: 2 X^zeta and its derivative by cos_ab
     std::vector<double> f2, df2;  // [n_a][size]: exp(-EtaA (mean - ShfA)^2) and d/dmean
     std::vector<double> dsin_dcos, s_cos, s_mean, s_cut, gz, gdz;  // [size], backward only
 
     // Lists the triples of `set` and sizes the arrays.
-    void list(const AEVParams& prm, const Tables& t, const AngularSet& set) {
+    void list(const AEVParams& prm, const Tables& t, const NeighborSet& set) {
         ia.clear();
         ib.clear();
         run_start.assign(1, 0);
@@ -300,7 +383,7 @@ struct Triples {
             }
         }
         size = ia.size();
-        for (std::vector<double>* v : {&cos_ab, &c, &sin_t, &mean, &w, &x, &base, &power, &dsin_dcos,
+        for (std::vector<double>* v : {&cos_ab, &c, &sin_t, &mean, &w, &x, &power, &ratio, &arg, &dsin_dcos,
                                        &s_cos, &s_mean, &s_cut, &gz, &gdz}) {
             if (v->size() < size) v->resize(size);
         }
@@ -316,23 +399,23 @@ struct Triples {
     }
 };
 
-// The factors of every triple (Triples), with their derivatives when asked.
+// The factors of every triple (Triples), with their derivatives when asked. NA and NZ: the
+// numbers of angular shifts and sections when known at compile time (the loops over them
+// unroll), 0 to read them from the parameters.
 template <size_t NA, size_t NZ>
-void triple_terms(const AEVParams& prm, const Tables& t, const AngularSet& set, Triples& tr,
-                  bool derivatives) {
+void triple_terms(const AEVParams& prm, const Tables& t, const NeighborSet& set, Triples& tr, bool derivatives) {
     const size_t n_a = NA ? NA : prm.shf_a.size(), n_z = NZ ? NZ : prm.shf_z.size();
     const size_t n = tr.size;
     const int32_t *ia = tr.ia.data(), *ib = tr.ib.data();
     double *cos_ab = tr.cos_ab.data(), *c = tr.c.data(), *sin_t = tr.sin_t.data();
-    double *mean = tr.mean.data(), *w = tr.w.data(), *x = tr.x.data();
+    double *mean = tr.mean.data(), *w = tr.w.data(), *x = tr.x.data(), *arg = tr.arg.data();
     // Gathers first (they do not vectorise), then arithmetic over contiguous arrays.
     for (size_t q = 0; q < n; ++q) {
         const int32_t a = ia[q], b = ib[q];
         cos_ab[q] = set.x[a] * set.x[b] + set.y[a] * set.y[b] + set.z[a] * set.z[b];
-        c[q] = set.r[a] * set.r[b];  // scratch: r_a r_b
+        c[q] = set.r[a] * set.r[b];  // r_a r_b, for the next loop
         mean[q] = 0.5 * (set.r[a] + set.r[b]);
         w[q] = set.fc[a] * set.fc[b];
-        x[q] = set.half_ratio[a] * set.half_ratio[b];  // scratch: see below
     }
     for (size_t q = 0; q < n; ++q) {
         cos_ab[q] /= c[q] > 1e-10 ? c[q] : 1e-10;
@@ -341,30 +424,30 @@ void triple_terms(const AEVParams& prm, const Tables& t, const AngularSet& set, 
         sin_t[q] = std::sqrt(s2 > 0.0 ? s2 : 0.0);
     }
 
-    // Gaussians in the mean distance. The ratio of the recurrence of Gaussians::eval,
-    // exp(EtaA step (2 (mean - ShfA[0]) - step)), splits into a factor per neighbour.
-    const Gaussians& g = t.angular_terms;
-    double* f2 = tr.f2.data();
-    if (t.angular_recurrence) {
-        const double last = std::exp(-g.eta * g.step * g.step);
+    // Gaussians in the mean distance (see Gaussians).
+    const Gaussians& g = t.angular;
+    double *f2 = tr.f2.data(), *ratio = tr.ratio.data();
+    if (g.recurrence) {
         for (size_t q = 0; q < n; ++q) {
             const double d = mean[q] - g.shifts[0];
-            f2[q] = std::exp(-g.eta * d * d);
+            arg[q] = -g.eta * d * d;
+            ratio[q] = g.eta * g.step * (2.0 * d - g.step);
         }
-        for (size_t q = 0; q < n; ++q) {
-            double value = f2[q], ratio = x[q] * last;
-            for (size_t k = 1; k < n_a; ++k) {
-                value *= ratio;
-                ratio *= g.decay;
-                f2[k * n + q] = value;
+        exp_array(arg, f2, n);
+        exp_array(ratio, ratio, n);
+        for (size_t k = 1; k < n_a; ++k) {
+            for (size_t q = 0; q < n; ++q) {
+                f2[k * n + q] = f2[(k - 1) * n + q] * ratio[q];
+                ratio[q] *= g.decay;
             }
         }
     } else {
         for (size_t k = 0; k < n_a; ++k) {
             for (size_t q = 0; q < n; ++q) {
                 const double d = mean[q] - g.shifts[k];
-                f2[k * n + q] = std::exp(-g.eta * d * d);
+                arg[q] = -g.eta * d * d;
             }
+            exp_array(arg, f2 + k * n, n);
         }
     }
     if (derivatives) {
@@ -377,7 +460,7 @@ void triple_terms(const AEVParams& prm, const Tables& t, const AngularSet& set, 
     // Angular sections: F1 = 2 X^zeta, X = (1 + cos(theta - ShfZ)) / 2, with cos(theta - z)
     // expanded so that no acos is needed.
     const Sections& sec = t.sections;
-    double *base = tr.base.data(), *power = tr.power.data(), *dsin_dcos = tr.dsin_dcos.data();
+    double *power = tr.power.data(), *dsin_dcos = tr.dsin_dcos.data();
     if (derivatives) {
         for (size_t q = 0; q < n; ++q) dsin_dcos[q] = -COS_SCALE * c[q] / sin_t[q];  // sin_t >= sqrt(1 - 0.95^2)
     }
@@ -387,12 +470,13 @@ void triple_terms(const AEVParams& prm, const Tables& t, const AngularSet& set, 
             const double v = 0.5 * (1.0 + c[q] * cz + sin_t[q] * sz);
             x[q] = v > 0.0 ? v : 0.0;
         }
-        if (sec.zeta_minus_one == 31) {  // every ANI model: x^31 unrolled, in registers
+        if (sec.zeta_minus_one == 31) {  // every ANI model: x^31 unrolled
             for (size_t q = 0; q < n; ++q) {
                 const double x2 = x[q] * x[q], x4 = x2 * x2, x8 = x4 * x4, x16 = x8 * x8;
                 power[q] = x16 * x8 * x4 * x2 * x[q];
             }
         } else if (sec.integer_zeta) {  // x^(zeta-1) by squaring
+            double* base = arg;
             for (size_t q = 0; q < n; ++q) {
                 base[q] = x[q];
                 power[q] = 1.0;
@@ -410,42 +494,50 @@ void triple_terms(const AEVParams& prm, const Tables& t, const AngularSet& set, 
         for (size_t q = 0; q < n; ++q) f1[q] = 2.0 * power[q] * x[q];
         if (derivatives) {
             double* df1 = tr.df1.data() + zi * n;
-            for (size_t q = 0; q < n; ++q) {
-                df1[q] = prm.zeta * power[q] * (COS_SCALE * cz + dsin_dcos[q] * sz);
-            }
+            for (size_t q = 0; q < n; ++q) df1[q] = prm.zeta * power[q] * (COS_SCALE * cz + dsin_dcos[q] * sz);
         }
     }
 }
 
-// The per-atom loops of the two passes, for NR radial shifts, NA angular shifts and NZ
-// angular sections known at compile time (the small loops over them then unroll), or 0 for
-// counts read from the parameters. Every ANI model so far has 16, 4 and 8 (FIXED_SIZES).
+// ---------------------------------------------------------------------------------------
+// The two passes, for NR radial shifts, NA angular shifts and NZ angular sections known at
+// compile time, or 0 for counts read from the parameters. Every ANI model has 16, 4, 8.
+
 template <size_t NR, size_t NA, size_t NZ>
 void forward_atoms(const AEVParams& prm, const Tables& t, int64_t n_atoms, const int32_t* species,
-                   const int64_t* pairs, const double* vectors, const int64_t* rows,
-                   const int64_t* features, int64_t n_features, float* aev, int n_threads) {
+                   const int64_t* pairs, const double* vectors, const int64_t* rows, const int64_t* features,
+                   int64_t n_features, float* aev, int n_threads) {
     const size_t n_r = NR ? NR : prm.shf_r.size(), n_a = NA ? NA : prm.shf_a.size();
     const size_t n_z = NZ ? NZ : prm.shf_z.size();
     const int64_t length = prm.length(), radial_length = prm.radial_length();
 #pragma omp parallel num_threads(threads_for(n_atoms, n_threads))
     {
-        std::vector<double> acc(length), g(n_r);
-        std::vector<Neighbor> radial, angular;
-        AngularSet set;
+        std::vector<double> acc(length), gauss, arg, ratio;
+        Candidates candidates;
+        NeighborSet radial, angular;
         Triples tr;
 #pragma omp for schedule(dynamic, 16)
         for (int64_t i = 0; i < n_atoms; ++i) {
             std::fill(acc.begin(), acc.end(), 0.0);
-            gather(prm, t.dir, pairs, vectors, species, i, radial, angular);
-            for (const Neighbor& nb : radial) {
-                double* out = acc.data() + nb.species * n_r;
-                t.radial_terms.eval<NR>(nb.r, g.data());
-                const double scale = 0.25 * nb.fc;
-                for (size_t k = 0; k < n_r; ++k) out[k] += scale * g[k];
+            candidates.gather(t.dir, pairs, vectors, species, i);
+            radial.fill(candidates, prm.radial_cutoff, prm.n_species, false);
+            angular.fill(candidates, prm.angular_cutoff, prm.n_species, false);
+
+            radial_gaussians(t.radial, radial, n_r, gauss, arg, ratio);
+            const size_t nr = radial.size();
+            for (int32_t s = 0; s < prm.n_species; ++s) {
+                const size_t lo = radial.start[s], hi = radial.start[s + 1];
+                for (size_t k = 0; k < n_r && lo < hi; ++k) {
+                    const double* gk = gauss.data() + k * nr;
+                    double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+                    for (size_t q = lo; q < hi; ++q) sum += gk[q] * radial.fc[q];
+                    acc[s * n_r + k] += sum;
+                }
             }
-            set.fill(angular, prm, t);
-            tr.list(prm, t, set);
-            triple_terms<NA, NZ>(prm, t, set, tr, false);
+
+            tr.list(prm, t, angular);
+            triple_terms<NA, NZ>(prm, t, angular, tr, false);
             const size_t nt = tr.size;
             for (size_t u = 0; u + 1 < tr.run_start.size(); ++u) {
                 double* out = acc.data() + radial_length + tr.run_block[u] * n_a * n_z;
@@ -468,43 +560,53 @@ void forward_atoms(const AEVParams& prm, const Tables& t, int64_t n_atoms, const
     }
 }
 
-
+// Adds dE/d(entry vector) of atom i's entries to grad_entry [entries, 3] (atom i owns them).
 template <size_t NR, size_t NA, size_t NZ>
 void backward_atoms(const AEVParams& prm, const Tables& t, int64_t n_atoms, const int32_t* species,
-                    const int64_t* pairs, const double* vectors, const int64_t* rows,
-                    const int64_t* features, int64_t n_features, const float* grad_aev,
-                    double* grad_entry, int n_threads) {
+                    const int64_t* pairs, const double* vectors, const int64_t* rows, const int64_t* features,
+                    int64_t n_features, const float* grad_aev, double* grad_entry, int n_threads) {
     const size_t n_r = NR ? NR : prm.shf_r.size(), n_a = NA ? NA : prm.shf_a.size();
     const size_t n_z = NZ ? NZ : prm.shf_z.size();
     const int64_t length = prm.length(), radial_length = prm.radial_length();
 #pragma omp parallel num_threads(threads_for(n_atoms, n_threads))
     {
-        std::vector<double> g(length, 0.0), gauss(n_r), grad_x, grad_y, grad_z;
-        std::vector<Neighbor> radial, angular;
-        AngularSet set;
+        std::vector<double> g(length, 0.0), gauss, arg, ratio, de_dr, grad_x, grad_y, grad_z;
+        Candidates candidates;
+        NeighborSet radial, angular;
         Triples tr;
 #pragma omp for schedule(dynamic, 16)
         for (int64_t i = 0; i < n_atoms; ++i) {
             const float* row = grad_aev + rows[i] * n_features;
             for (int64_t k = 0; k < n_features; ++k) g[features[k]] = row[k];
-            gather(prm, t.dir, pairs, vectors, species, i, radial, angular);
+            candidates.gather(t.dir, pairs, vectors, species, i);
+            radial.fill(candidates, prm.radial_cutoff, prm.n_species, true);
+            angular.fill(candidates, prm.angular_cutoff, prm.n_species, true);
 
-            for (const Neighbor& nb : radial) {
-                const double* gr = g.data() + nb.species * n_r;
-                t.radial_terms.eval<NR>(nb.r, gauss.data());
-                double de_dr = 0;
-                for (size_t k = 0; k < n_r; ++k) {
-                    const double dr = nb.r - prm.shf_r[k];
-                    de_dr += gr[k] * gauss[k] * (nb.dfc - 2.0 * prm.eta_r * dr * nb.fc);
+            // Radial: dE/dr per neighbour, then along its unit vector.
+            radial_gaussians(t.radial, radial, n_r, gauss, arg, ratio);
+            const size_t nr = radial.size();
+            de_dr.assign(nr, 0.0);
+            for (int32_t s = 0; s < prm.n_species; ++s) {
+                const size_t lo = radial.start[s], hi = radial.start[s + 1];
+                for (size_t k = 0; k < n_r && lo < hi; ++k) {
+                    const double gk = g[s * n_r + k], two_eta = 2.0 * t.radial.eta, shift = t.radial.shifts[k];
+                    const double* gauss_k = gauss.data() + k * nr;
+                    for (size_t q = lo; q < hi; ++q) {
+                        de_dr[q] += gk * gauss_k[q] *
+                                    (radial.dfc[q] - two_eta * (radial.r[q] - shift) * radial.fc[q]);
+                    }
                 }
-                de_dr *= 0.25;
-                double* out = grad_entry + 3 * nb.entry;
-                for (int c = 0; c < 3; ++c) out[c] += de_dr * nb.v[c] / nb.r;
+            }
+            for (size_t q = 0; q < nr; ++q) {
+                double* out = grad_entry + 3 * radial.entry[q];
+                const double scale = de_dr[q] / radial.r[q];
+                out[0] += scale * radial.x[q];
+                out[1] += scale * radial.y[q];
+                out[2] += scale * radial.z[q];
             }
 
-            set.fill(angular, prm, t);
-            tr.list(prm, t, set);
-            triple_terms<NA, NZ>(prm, t, set, tr, true);
+            tr.list(prm, t, angular);
+            triple_terms<NA, NZ>(prm, t, angular, tr, true);
             const size_t nt = tr.size;
             double *s_cos = tr.s_cos.data(), *s_mean = tr.s_mean.data(), *s_cut = tr.s_cut.data();
             double *gz = tr.gz.data(), *gdz = tr.gdz.data();
@@ -533,30 +635,31 @@ void backward_atoms(const AEVParams& prm, const Tables& t, int64_t n_atoms, cons
                 }
             }
             // Chain rule to the two neighbour vectors of each triple, summed per neighbour.
-            const size_t n_ang = set.size();
-            grad_x.assign(n_ang, 0.0);
-            grad_y.assign(n_ang, 0.0);
-            grad_z.assign(n_ang, 0.0);
+            const size_t na = angular.size();
+            grad_x.assign(na, 0.0);
+            grad_y.assign(na, 0.0);
+            grad_z.assign(na, 0.0);
             for (size_t q = 0; q < nt; ++q) {
                 const int32_t ja = tr.ia[q], jb = tr.ib[q];
-                const double ra = set.r[ja], rb = set.r[jb], w = tr.w[q], cos_ab = tr.cos_ab[q];
+                const double ra = angular.r[ja], rb = angular.r[jb], w = tr.w[q], cos_ab = tr.cos_ab[q];
                 const double de_dcos = s_cos[q] * w;
-                const double de_dra = 0.5 * s_mean[q] * w + s_cut[q] * set.dfc[ja] * set.fc[jb];
-                const double de_drb = 0.5 * s_mean[q] * w + s_cut[q] * set.fc[ja] * set.dfc[jb];
-                const double inv_rr = 1.0 / (ra * rb);
-                const double ca = de_dra / ra - de_dcos * cos_ab / (ra * ra), cb_ = de_dcos * inv_rr;
+                const double de_dra = 0.5 * s_mean[q] * w + s_cut[q] * angular.dfc[ja] * angular.fc[jb];
+                const double de_drb = 0.5 * s_mean[q] * w + s_cut[q] * angular.fc[ja] * angular.dfc[jb];
+                // d cos / d v_a = v_b / (r_a r_b) - cos v_a / r_a^2, and the same with a <-> b.
+                const double cross = de_dcos / (ra * rb);
+                const double ca = de_dra / ra - de_dcos * cos_ab / (ra * ra);
                 const double cb = de_drb / rb - de_dcos * cos_ab / (rb * rb);
-                const double xa = set.x[ja], ya = set.y[ja], za = set.z[ja];
-                const double xb = set.x[jb], yb = set.y[jb], zb = set.z[jb];
-                grad_x[ja] += ca * xa + cb_ * xb;
-                grad_y[ja] += ca * ya + cb_ * yb;
-                grad_z[ja] += ca * za + cb_ * zb;
-                grad_x[jb] += cb * xb + cb_ * xa;
-                grad_y[jb] += cb * yb + cb_ * ya;
-                grad_z[jb] += cb * zb + cb_ * za;
+                const double xa = angular.x[ja], ya = angular.y[ja], za = angular.z[ja];
+                const double xb = angular.x[jb], yb = angular.y[jb], zb = angular.z[jb];
+                grad_x[ja] += ca * xa + cross * xb;
+                grad_y[ja] += ca * ya + cross * yb;
+                grad_z[ja] += ca * za + cross * zb;
+                grad_x[jb] += cb * xb + cross * xa;
+                grad_y[jb] += cb * yb + cross * ya;
+                grad_z[jb] += cb * zb + cross * za;
             }
-            for (size_t j = 0; j < n_ang; ++j) {
-                double* out = grad_entry + 3 * set.entry[j];
+            for (size_t j = 0; j < na; ++j) {
+                double* out = grad_entry + 3 * angular.entry[j];
                 out[0] += grad_x[j];
                 out[1] += grad_y[j];
                 out[2] += grad_z[j];
@@ -572,25 +675,23 @@ bool fixed_sizes(const AEVParams& prm) {
 }  // namespace
 
 void aev_forward(const AEVParams& prm, int64_t n_atoms, const int32_t* species, int64_t n_pairs,
-                 const int64_t* pairs, const double* vectors, const int64_t* rows,
-                 const int64_t* features, int64_t n_features, float* aev, int n_threads) {
+                 const int64_t* pairs, const double* vectors, const int64_t* rows, const int64_t* features,
+                 int64_t n_features, float* aev, int n_threads) {
     const Tables t(prm, n_atoms, n_pairs, pairs);
     auto run = fixed_sizes(prm) ? forward_atoms<16, 4, 8> : forward_atoms<0, 0, 0>;
     run(prm, t, n_atoms, species, pairs, vectors, rows, features, n_features, aev, n_threads);
 }
 
 void aev_backward(const AEVParams& prm, int64_t n_atoms, const int32_t* species, int64_t n_pairs,
-                  const int64_t* pairs, const double* vectors, const int64_t* rows,
-                  const int64_t* features, int64_t n_features, const float* grad_aev,
-                  double* grad_vectors, int n_threads) {
+                  const int64_t* pairs, const double* vectors, const int64_t* rows, const int64_t* features,
+                  int64_t n_features, const float* grad_aev, double* grad_vectors, int n_threads) {
     const Tables t(prm, n_atoms, n_pairs, pairs);
     const Directed& dir = t.dir;
-    // Gradient per directed entry: atom i writes only its own entries, so no atomics.
+    // Gradient per directed entry: atom i writes only its own entries, so no atomics; then
+    // summed per pair in entry order, so the result does not depend on the thread count.
     std::vector<double> grad_entry(3 * dir.pair.size(), 0.0);
     auto run = fixed_sizes(prm) ? backward_atoms<16, 4, 8> : backward_atoms<0, 0, 0>;
-    run(prm, t, n_atoms, species, pairs, vectors, rows, features, n_features, grad_aev,
-        grad_entry.data(), n_threads);
-
+    run(prm, t, n_atoms, species, pairs, vectors, rows, features, n_features, grad_aev, grad_entry.data(), n_threads);
     std::fill(grad_vectors, grad_vectors + 3 * n_pairs, 0.0);
     for (size_t e = 0; e < dir.pair.size(); ++e) {
         const double s = dir.sign[e];
@@ -598,16 +699,5 @@ void aev_backward(const AEVParams& prm, int64_t n_atoms, const int32_t* species,
     }
 }
 
-void pair_forces(int64_t n_atoms, int64_t n_pairs, const int64_t* pairs,
-                 const double* grad_vectors, double* forces) {
-    // vector = r_j - r_i + image, so dE/dr_i = -dE/dvector and dE/dr_j = +dE/dvector.
-    std::fill(forces, forces + 3 * n_atoms, 0.0);
-    for (int64_t p = 0; p < n_pairs; ++p) {
-        for (int c = 0; c < 3; ++c) {
-            forces[3 * pairs[2 * p] + c] += grad_vectors[3 * p + c];
-            forces[3 * pairs[2 * p + 1] + c] -= grad_vectors[3 * p + c];
-        }
-    }
-}
-
+}  // namespace PYANI_KERNEL_ISA
 }  // namespace pyani

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace pyani {
@@ -46,5 +47,33 @@ void aev_backward(const AEVParams& params, int64_t n_atoms, const int32_t* speci
 // forces [n_atoms, 3] = -dE/dr (overwritten) from dE/d(vector) of every pair.
 void pair_forces(int64_t n_atoms, int64_t n_pairs, const int64_t* pairs,
                  const double* grad_vectors, double* forces);
+
+// The per-instruction-set kernels behind aev_forward and aev_backward (same arguments).
+#define PYANI_DECLARE_AEV_KERNELS                                                                     \
+    void aev_forward(const AEVParams& params, int64_t n_atoms, const int32_t* species, int64_t n_pairs, \
+                     const int64_t* pairs, const double* vectors, const int64_t* rows,                 \
+                     const int64_t* features, int64_t n_features, float* aev, int n_threads);          \
+    void aev_backward(const AEVParams& params, int64_t n_atoms, const int32_t* species, int64_t n_pairs,\
+                      const int64_t* pairs, const double* vectors, const int64_t* rows,                \
+                      const int64_t* features, int64_t n_features, const float* grad_aev,              \
+                      double* grad_vectors, int n_threads);
+namespace baseline {
+PYANI_DECLARE_AEV_KERNELS
+}
+namespace avx2 {
+PYANI_DECLARE_AEV_KERNELS
+}
+#undef PYANI_DECLARE_AEV_KERNELS
+
+// cpp/aev.cpp is compiled once per instruction set (CMakeLists.txt): "baseline" always, and
+// "avx2" (AVX2 + FMA) where the compiler can. aev_forward and aev_backward above run the best
+// variant this CPU can; the bindings can ask for one (tests compare them).
+struct AEVKernels {
+    std::string isa;
+    decltype(&baseline::aev_forward) forward;
+    decltype(&baseline::aev_backward) backward;
+};
+std::vector<std::string> kernel_isas();  // usable here, best first
+AEVKernels aev_kernels(const std::string& isa);  // "auto" or one of kernel_isas()
 
 }  // namespace pyani

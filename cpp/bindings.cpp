@@ -94,6 +94,8 @@ std::vector<int64_t> check_features(const AEVParams& prm, const py::object& feat
 PYBIND11_MODULE(_core, m) {
     m.doc() = "pyani C++ core: cell-list neighbour search, ANI AEV and its backward pass";
     m.attr("has_openmp") = has_openmp();
+    m.def("kernel_isas", &kernel_isas,
+          "Compiled variants of the AEV kernels this CPU can run, best first (auto takes the first).");
 
     py::class_<AEVParams>(m, "AEVParams")
         .def(py::init([](int n_species, double radial_cutoff, double angular_cutoff, double eta_r,
@@ -147,7 +149,8 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "aev",
         [](const AEVParams& prm, Array<int32_t> species, Array<int64_t> pairs, Array<double> vectors,
-           Array<int64_t> rows, int64_t n_rows, int n_threads, py::object features) {
+           Array<int64_t> rows, int64_t n_rows, int n_threads, py::object features, const std::string& isa) {
+            const AEVKernels kernels = aev_kernels(isa);
             check_atoms(prm, species, rows, n_rows);
             check_pairs(pairs, vectors, species.shape(0));
             const std::vector<int64_t> columns = check_features(prm, features);
@@ -158,20 +161,23 @@ PYBIND11_MODULE(_core, m) {
                 py::gil_scoped_release release;
                 // Rows not named in `rows` (none in normal use) must not hold garbage.
                 if (n_rows != species.shape(0)) std::fill(data, data + n_rows * width, 0.0f);
-                aev_forward(prm, species.shape(0), species.data(), pairs.shape(0), pairs.data(),
-                            vectors.data(), rows.data(), columns.data(), width, data, n_threads);
+                kernels.forward(prm, species.shape(0), species.data(), pairs.shape(0), pairs.data(),
+                                vectors.data(), rows.data(), columns.data(), width, data, n_threads);
             }
             return out;
         },
         py::arg("params"), py::arg("species"), py::arg("pairs"), py::arg("vectors"), py::arg("rows"),
-        py::arg("n_rows"), py::arg("n_threads") = 0, py::arg("features") = py::none(),
+        py::arg("n_rows"), py::arg("n_threads") = 0, py::arg("features") = py::none(), py::kw_only(),
+        py::arg("isa") = "auto",
         "AEVs [n_rows, len(features)] (float32; features: columns of the full layout to keep, "
-        "default all); atom i goes to row rows[i].");
+        "default all); atom i goes to row rows[i]. isa: compiled variant (kernel_isas()).");
 
     m.def(
         "aev_backward",
         [](const AEVParams& prm, Array<int32_t> species, Array<int64_t> pairs, Array<double> vectors,
-           Array<int64_t> rows, Array<float> grad_aev, int n_threads, py::object features) {
+           Array<int64_t> rows, Array<float> grad_aev, int n_threads, py::object features,
+           const std::string& isa) {
+            const AEVKernels kernels = aev_kernels(isa);
             const std::vector<int64_t> columns = check_features(prm, features);
             const int64_t width = static_cast<int64_t>(columns.size());
             require_shape(grad_aev, "grad_aev", {-1, width});
@@ -181,15 +187,15 @@ PYBIND11_MODULE(_core, m) {
             double* data = out.mutable_data();
             {
                 py::gil_scoped_release release;
-                aev_backward(prm, species.shape(0), species.data(), pairs.shape(0), pairs.data(),
-                             vectors.data(), rows.data(), columns.data(), width, grad_aev.data(),
-                             data, n_threads);
+                kernels.backward(prm, species.shape(0), species.data(), pairs.shape(0), pairs.data(),
+                                 vectors.data(), rows.data(), columns.data(), width, grad_aev.data(), data,
+                                 n_threads);
             }
             return out;
         },
         py::arg("params"), py::arg("species"), py::arg("pairs"), py::arg("vectors"), py::arg("rows"),
-        py::arg("grad_aev"), py::arg("n_threads") = 0, py::arg("features") = py::none(),
-        "dE/d(vectors) [P,3] from dE/dAEV [n_rows, len(features)].");
+        py::arg("grad_aev"), py::arg("n_threads") = 0, py::arg("features") = py::none(), py::kw_only(),
+        py::arg("isa") = "auto", "dE/d(vectors) [P,3] from dE/dAEV [n_rows, len(features)].");
 
     m.def(
         "pair_forces",

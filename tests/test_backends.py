@@ -120,6 +120,30 @@ def test_aev_kernels_match(label, positions, cell, pbc):
         np.testing.assert_allclose(got_forces, want_forces, rtol=1e-9, atol=1e-12 * scale, err_msg=f"{label}: forces")
 
 
+@needs_cpp
+@pytest.mark.parametrize(("label", "positions", "cell", "pbc"), SYSTEMS, ids=IDS)
+def test_compiled_kernel_variants_agree(label, positions, cell, pbc):
+    """cpp/aev.cpp is compiled once per instruction set (baseline, AVX2): same results."""
+    from pyani import _core
+
+    isas = _core.kernel_isas()
+    assert isas[-1] == "baseline"
+    species, pairs, _, vectors, rows = kernel_inputs(positions, cell, pbc)
+    n = len(species)
+    params = cpp().make_params(ANI_1X_AEV, N_SPECIES)
+    want = _core.aev(params, species, pairs, vectors, rows, n, 0, isa="baseline")
+    grad_aev = np.random.default_rng(3).normal(size=want.shape).astype(np.float32)
+    want_grad = _core.aev_backward(params, species, pairs, vectors, rows, grad_aev, 0, isa="baseline")
+    scale = max(np.abs(want_grad).max(initial=0.0), 1.0)
+    for isa in isas:
+        got = _core.aev(params, species, pairs, vectors, rows, n, 0, isa=isa)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7, err_msg=f"{label}: aev, {isa}")
+        got_grad = _core.aev_backward(params, species, pairs, vectors, rows, grad_aev, 0, isa=isa)
+        np.testing.assert_allclose(got_grad, want_grad, rtol=1e-9, atol=1e-12 * scale, err_msg=f"{label}: {isa}")
+    with pytest.raises(ValueError, match="isa must be 'auto' or one of"):
+        _core.aev(params, species, pairs, vectors, rows, n, 0, isa="sse9")
+
+
 def test_unnamed_rows_are_zero_and_threads_do_not_change_results():
     _, positions, cell, pbc = SYSTEMS[1]
     species, pairs, _, vectors, rows = kernel_inputs(positions, cell, pbc)
