@@ -21,7 +21,9 @@ using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
 
 namespace {
 
-void require(bool ok, const std::string& message) {
+// A C string, not std::string: these checks run once per atom or pair, and building a
+// std::string each time cost more than the kernels they guard.
+void require(bool ok, const char* message) {
     if (!ok) throw std::invalid_argument(message);
 }
 

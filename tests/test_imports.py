@@ -4,6 +4,7 @@ convert NeuroChem files. The shipped models are inside the installed package."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from importlib.resources import files
@@ -41,3 +42,16 @@ def test_shipped_models_are_installed():
     for name in ("ani-1x.onnx", "ani-1ccx.onnx", "LICENSE"):
         assert (models / name).is_file(), name
     assert (models / "ani-1ccx.onnx").stat().st_size > 5_000_000
+
+
+@pytest.mark.parametrize(("user_value", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_wait_passively_unless_the_user_says(user_value, expected, tmp_path):
+    """Spinning OpenMP threads would slow the network evaluation that follows each kernel."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if user_value:
+        env["OMP_WAIT_POLICY"] = user_value
+    script = "import os, pyani; print(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path, env=env
+    )
+    assert out.stdout.split()[-1] == expected
