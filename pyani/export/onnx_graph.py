@@ -113,20 +113,42 @@ def build_model(ens: Ensemble):
 
     perm = {"perm": [1, 0, 2]}
 
-    def celu_derivative(activation: str, tag: str) -> str:
-        # celu'(z) = 1 for z > 0, exp(z/alpha) = celu(z)/alpha + 1 otherwise: min(a/alpha + 1, 1)
-        # for a = celu(z) >= -alpha, which is HardSigmoid(a) = max(0, min(1, a/alpha + 1)): one
-        # pass over the activations instead of three.
-        return b.node(grad, "HardSigmoid", [activation], f"{tag}_dcelu", alpha=1.0 / CELU_ALPHA, beta=1.0)
+    one = b.const("one", np.float32(1.0))
+    zero = b.const("zero", np.float32(0.0))
+
+    def activation(z: str, tag: str) -> str:
+        # h = relu(z) + exp(min(z, 0)) = celu(alpha z)/alpha + 1, from ops ONNX Runtime
+        # vectorises (its Celu is scalar: 1.7 ms vs ~0.55 ms on 8 x 1024 x 160 floats).
+        relu = b.node(main, "Relu", [z], f"{tag}_relu")
+        neg = b.node(main, "Exp", [b.node(main, "Min", [z, zero], f"{tag}_neg")], f"{tag}_exp")
+        return b.node(main, "Add", [relu, neg], f"{tag}_h")
+
+    def derivative(h: str, tag: str) -> str:
+        # d h / d z = 1 for z > 0 (h > 1), exp(z) = h otherwise: min(h, 1)
+        return b.node(grad, "Min", [h, one], f"{tag}_dh")
 
     chunks = [b.name(f"aev_{el}") for el in ens.elements]
     main.append(helper.make_node("Split", ["aev", "counts"], chunks, name="split_by_element", axis=0))
     energies, gradients, first_layer = [], [], []
     for el, x, members in zip(ens.elements, chunks, ens.networks):
         n_layers = len(members[0])
-        weights = [np.stack([m[k][0] for m in members]) for k in range(n_layers)]  # [M, out, in]
-        biases = [np.stack([m[k][1] for m in members]) for k in range(n_layers)]  # [M, out]
+        weights = [np.stack([m[k][0] for m in members]).astype(np.float64) for k in range(n_layers)]  # [M, out, in]
+        biases = [np.stack([m[k][1] for m in members]).astype(np.float64) for k in range(n_layers)]  # [M, out]
         h1 = weights[0].shape[1]
+        # The network in scaled pre-activations z' = z / alpha and h = celu(z)/alpha + 1 (see
+        # activation): layer 1 takes W1 / alpha, b1 / alpha; hidden layers W, b / alpha - sum_in W;
+        # the output layer alpha W, b - alpha sum_in W. The same function, fewer passes.
+        alpha = CELU_ALPHA
+        weights[0], biases[0] = weights[0] / alpha, biases[0] / alpha
+        for k in range(1, n_layers):
+            column_sums = weights[k].sum(axis=2)  # [M, out]
+            if k < n_layers - 1:
+                biases[k] = biases[k] / alpha - column_sums
+            else:
+                biases[k] = biases[k] - alpha * column_sums
+                weights[k] = weights[k] * alpha
+        weights = [w.astype(np.float32) for w in weights]
+        biases = [v.astype(np.float32) for v in biases]
 
         # Layer 1, all members in one GEMM: [n, D] @ [D, M*H1].
         w1 = b.const(f"{el}_w1", weights[0].reshape(n_members * h1, -1).T.copy())
@@ -135,14 +157,14 @@ def build_model(ens: Ensemble):
         z = b.node(main, "Add", [z, b.const(f"{el}_b1", biases[0].reshape(-1))], f"{el}_z1b")
         z = b.node(main, "Reshape", [z, b.const(f"{el}_shape1", np.array([0, n_members, h1]))], f"{el}_z1r")
         z = b.node(main, "Transpose", [z], f"{el}_z1t", **perm)  # [M, n, H1]
-        acts = [b.node(main, "Celu", [z], f"{el}_a1", alpha=CELU_ALPHA)]
+        acts = [activation(z, f"{el}_a1")]
         transposed = []  # W_k^T per layer, [M, out, in]: folded to constants by the runtime
         for k in range(1, n_layers):
             w = b.const(f"{el}_w{k + 1}", weights[k].transpose(0, 2, 1).copy())  # [M, in, out]
             z = b.node(main, "MatMul", [acts[-1], w], f"{el}_z{k + 1}")
             z = b.node(main, "Add", [z, b.const(f"{el}_b{k + 1}", biases[k][:, None, :])], f"{el}_z{k + 1}b")
             if k < n_layers - 1:
-                acts.append(b.node(main, "Celu", [z], f"{el}_a{k + 1}", alpha=CELU_ALPHA))
+                acts.append(activation(z, f"{el}_a{k + 1}"))
                 transposed.append(b.node(main, "Transpose", [w], f"{el}_w{k + 1}t", perm=[0, 2, 1]))
         axes = b.const(f"{el}_axes", np.array([2]))
         energies.append(b.node(main, "Squeeze", [z, axes], f"{el}_energy"))  # [M, n]
@@ -150,7 +172,7 @@ def build_model(ens: Ensemble):
         # Backward of the member mean: start from the output weights / M, [M, 1, H_last].
         g = b.const(f"{el}_wout_mean", (weights[-1] / n_members).astype(np.float32))
         for k in range(n_layers - 2, -1, -1):
-            g = b.node(grad, "Mul", [g, celu_derivative(acts[k], f"{el}_l{k + 1}")], f"{el}_g{k + 1}")
+            g = b.node(grad, "Mul", [g, derivative(acts[k], f"{el}_l{k + 1}")], f"{el}_g{k + 1}")
             if k > 0:
                 g = b.node(grad, "MatMul", [g, transposed[k - 1]], f"{el}_g{k + 1}w")
         g = b.node(grad, "Transpose", [g], f"{el}_g1t", **perm)  # [n, M, H1]
