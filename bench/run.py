@@ -92,10 +92,12 @@ def figure(seconds, count, unit):
 
 
 def profile(model, numbers, positions, cell):
-    """Seconds per stage of one Model.compute on a periodic box, as model.py calls them."""
+    """Seconds per stage of one Model.compute (a molecule when cell is None), as model.py
+    calls them."""
     k, n = model._kernels, len(numbers)
     species = model._species_of[numbers]
-    pbc = np.ones(3, bool)
+    pbc = np.full(3, cell is not None)
+    cell = np.zeros((3, 3)) if cell is None else cell
     nl = lambda: k.neighbor_list(positions, cell, pbc, model.cutoff, model._n_threads)  # noqa: E731
     pairs, _, vectors = nl()
     order = np.argsort(species, kind="stable")
@@ -117,7 +119,7 @@ def profile(model, numbers, positions, cell):
         "networks (ONNX, E and dE/dAEV)": timeit(lambda: session.run(None, feed)),
         "AEV backward": timeit(back),
         "pair forces": timeit(lambda: k.pair_forces(n, pairs, gv)),
-        "whole compute": timeit(lambda: model.compute(numbers, positions, cell)),
+        "whole compute": timeit(lambda: model.compute(numbers, positions, cell if pbc.any() else None)),
     }
 
 
@@ -171,10 +173,13 @@ def one_box(n_molecules, backend, threads):
     print(json.dumps({"atoms": len(z), "atoms_per_s": len(z) / t, "peak_rss_mb": rss}))
 
 
+#: Waters per box of the size sweep (cubes of 3 to 70): 81 to 1,029,000 atoms.
+SWEEP_MOLECULES = (27, 125, 512, 2197, 8000, 32768, 132651, 343000)
+
+
 def sweep(backend, threads, max_atoms):
     rows = []
-    n = 32
-    while 3 * n <= max_atoms:
+    for n in (n for n in SWEEP_MOLECULES if 3 * n <= max_atoms):
         out = subprocess.run(
             [sys.executable, __file__, "--one-box", str(n), "--backends", backend, "--threads", str(threads)],
             capture_output=True,
@@ -182,11 +187,13 @@ def sweep(backend, threads, max_atoms):
             check=True,
         )
         rows.append(json.loads(out.stdout.splitlines()[-1]))
+        per_atom = {r["atoms"]: 1 / r["atoms_per_s"] for r in rows}
+        relative = per_atom[rows[-1]["atoms"]] / per_atom[1536] if 1536 in per_atom else float("nan")
+        rows[-1]["time_per_atom_vs_1536"] = relative
         print(
             f"  {rows[-1]['atoms']:>9d} atoms  {rows[-1]['atoms_per_s']:>10.0f} atoms/s  "
-            f"{rows[-1]['peak_rss_mb']:>8.0f} MB"
+            f"{rows[-1]['peak_rss_mb']:>8.0f} MB  time/atom {relative:.2f}x the 1536-atom box's"
         )
-        n *= 4
     try:
         import matplotlib
 
@@ -246,12 +253,13 @@ def main():
         results["workloads"][name] = {"unit": unit, **row}
 
     wz, wp, wc = systems.water_box(512)
+    az, ap = systems.aspirin()
     for b, m in models.items():
-        stages = profile(m, wz, wp, wc)
-        results["profile"][b] = stages
-        print(f"\nprofile, {b}, 1536-atom water box E+F (ms):")
-        for stage, seconds in stages.items():
-            print(f"  {stage:<32}{seconds * 1e3:>8.2f}")
+        for label, stages in (("1536-atom water box", profile(m, wz, wp, wc)), ("aspirin", profile(m, az, ap, None))):
+            results["profile"][f"{b}, {label}"] = stages
+            print(f"\nprofile, {b}, {label} E+F (ms):")
+            for stage, seconds in stages.items():
+                print(f"  {stage:<32}{seconds * 1e3:>8.2f}")
 
     print("\ncold start (new process: import, load ani-1ccx, methane E+F; median of 5):")
     for b in backends:
