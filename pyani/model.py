@@ -21,8 +21,9 @@ BULK_ATOMS = 256
 #: Bulk sessions kept, one per set of elements present (the oldest goes first).
 BULK_SESSIONS = 4
 
-#: Atoms per ONNX Runtime call: bounds the memory of the network activations.
-NETWORK_CHUNK = 8192
+#: Atoms per ONNX Runtime call: bounds the memory of the network activations and keeps them
+#: in cache (a 24,000-atom water box took 652 ms per call with 8192, 558 ms with 1024).
+NETWORK_CHUNK = 1024
 
 #: Coincident atoms make the AEV gradient 0/0; closer than this (Angstrom) is an input error.
 MIN_DISTANCE = 1e-6
