@@ -168,12 +168,14 @@ class Model:
 
     def _networks(self, session, aev: np.ndarray, counts: np.ndarray, want_gradient: bool):
         """Atomic energies [M, A] and dE/dAEV [A, D] (rows grouped by element), in chunks of
-        at most NETWORK_CHUNK atoms so that the activations stay small for any system size."""
+        at most NETWORK_CHUNK atoms so that the activations stay small for any system size.
+        Several chunks: the gradient overwrites `aev` chunk by chunk (no second array of
+        that size; 0.5 GB for a million waters)."""
         flag = np.array(want_gradient)
         if len(aev) <= NETWORK_CHUNK:
             return session.run(None, {"aev": aev, "counts": counts, "with_gradient": flag})
         energies = np.empty((self.ensemble_size, len(aev)), dtype=np.float32)
-        grad = np.empty(aev.shape if want_gradient else (0, aev.shape[1]), dtype=np.float32)
+        grad = aev if want_gradient else np.empty((0, aev.shape[1]), dtype=np.float32)
         bounds = np.concatenate([[0], np.cumsum(counts)])  # element e owns rows bounds[e]:bounds[e+1]
         for start in range(0, len(aev), NETWORK_CHUNK):
             stop = min(start + NETWORK_CHUNK, len(aev))
@@ -305,7 +307,7 @@ class Model:
         aev = k.aev(self._params, species, pairs, vectors, rows, n_atoms, self._n_threads, columns)
         want_gradient = forces or stress
         member_atomic, aev_grad = self._networks(session, aev, counts, want_gradient)
-        del aev  # 1.5 KB per atom: free before the backward pass allocates its buffers
+        del aev  # up to 1.5 KB per atom: free (when not reused for the gradient) before the backward
 
         # Float64 from here on: sums over many atoms keep their digits.
         member_atomic = member_atomic[:, rows].astype(np.float64)  # [M, A], atom order
