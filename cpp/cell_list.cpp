@@ -182,6 +182,19 @@ NeighborList neighbor_list(const double* positions, int64_t n_atoms, const doubl
     // Thread start-up costs more than the search for small systems.
     n_threads = static_cast<int>(std::min<int64_t>(n_threads, std::max<int64_t>(1, n_atoms / 64)));
     std::vector<NeighborList> partial(n_threads);
+    // Room for the expected number of pairs (from the mean density, with a margin), so the
+    // lists do not grow by copying; reserved pages are not touched until written. Thread 0's
+    // list becomes the result, so it gets room for all of them.
+    const double volume = std::fabs(dot(box.matrix[0], cross(box.matrix[1], box.matrix[2])));
+    const double sphere = 4.0 / 3.0 * 3.14159265358979323846 * cutoff * cutoff * cutoff;
+    const double expected = 0.5 * n_atoms * std::min<double>(n_atoms, n_atoms * sphere / volume);
+    const size_t room = static_cast<size_t>(std::min(1.25 * expected, 200.0 * n_atoms)) + 64;
+    for (int t = 0; t < n_threads; ++t) {  // here, not in the parallel region: bad_alloc must reach Python
+        const size_t my_room = t == 0 ? room : room / n_threads;
+        partial[t].pairs.reserve(2 * my_room);
+        partial[t].shifts.reserve(3 * my_room);
+        partial[t].vectors.reserve(3 * my_room);
+    }
 
 #pragma omp parallel num_threads(n_threads)
     {
@@ -240,10 +253,12 @@ NeighborList neighbor_list(const double* positions, int64_t n_atoms, const doubl
 
     size_t n_total = 0;
     for (const auto& p : partial) n_total += p.pairs.size();
+    result = std::move(partial[0]);
     result.pairs.reserve(n_total);
     result.shifts.reserve(n_total / 2 * 3);
     result.vectors.reserve(n_total / 2 * 3);
-    for (const auto& p : partial) {
+    for (size_t t = 1; t < partial.size(); ++t) {
+        const NeighborList& p = partial[t];
         result.pairs.insert(result.pairs.end(), p.pairs.begin(), p.pairs.end());
         result.shifts.insert(result.shifts.end(), p.shifts.begin(), p.shifts.end());
         result.vectors.insert(result.vectors.end(), p.vectors.begin(), p.vectors.end());
