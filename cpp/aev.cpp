@@ -146,10 +146,10 @@ struct Directed {
     std::vector<int64_t> start;  // [n_atoms + 1]
     std::vector<int64_t> pair;
     std::vector<int8_t> sign;
-    std::vector<int64_t> entries;  // [n_pairs, 2]: the entries of pair p, from its first atom and its second
+    std::vector<int64_t> entries;  // [n_pairs, 2]: pair p's entries from its first and second atom (backward only)
 };
 
-Directed directed_neighbors(int64_t n_atoms, int64_t n_pairs, const int64_t* pairs) {
+Directed directed_neighbors(int64_t n_atoms, int64_t n_pairs, const int64_t* pairs, bool with_entries) {
     Directed dir;
     dir.start.assign(n_atoms + 1, 0);
     for (int64_t p = 0; p < n_pairs; ++p) {
@@ -159,17 +159,17 @@ Directed directed_neighbors(int64_t n_atoms, int64_t n_pairs, const int64_t* pai
     for (int64_t i = 0; i < n_atoms; ++i) dir.start[i + 1] += dir.start[i];
     dir.pair.resize(2 * n_pairs);
     dir.sign.resize(2 * n_pairs);
-    dir.entries.resize(2 * n_pairs);
+    if (with_entries) dir.entries.resize(2 * n_pairs);
     std::vector<int64_t> fill(dir.start.begin(), dir.start.end() - 1);
     for (int64_t p = 0; p < n_pairs; ++p) {
-        int64_t e = fill[pairs[2 * p]]++;
-        dir.pair[e] = p;
-        dir.sign[e] = 1;
-        dir.entries[2 * p] = e;
-        e = fill[pairs[2 * p + 1]]++;
-        dir.pair[e] = p;
-        dir.sign[e] = -1;
-        dir.entries[2 * p + 1] = e;
+        const int64_t first = fill[pairs[2 * p]]++, second = fill[pairs[2 * p + 1]]++;
+        dir.pair[first] = dir.pair[second] = p;
+        dir.sign[first] = 1;
+        dir.sign[second] = -1;
+        if (with_entries) {
+            dir.entries[2 * p] = first;
+            dir.entries[2 * p + 1] = second;
+        }
     }
     return dir;
 }
@@ -239,8 +239,8 @@ struct Tables {
     std::vector<int64_t> pair_index;
     Sections sections;
     Gaussians radial, angular;
-    Tables(const AEVParams& prm, int64_t n_atoms, int64_t n_pairs, const int64_t* pairs)
-        : dir(directed_neighbors(n_atoms, n_pairs, pairs)),
+    Tables(const AEVParams& prm, int64_t n_atoms, int64_t n_pairs, const int64_t* pairs, bool backward)
+        : dir(directed_neighbors(n_atoms, n_pairs, pairs, backward)),
           pair_index(species_pair_table(prm.n_species)),
           sections(prm.shf_z, prm.zeta),
           radial(prm.eta_r, prm.shf_r, prm.radial_cutoff),
@@ -683,7 +683,7 @@ bool fixed_sizes(const AEVParams& prm) {
 void aev_forward(const AEVParams& prm, int64_t n_atoms, const int32_t* species, int64_t n_pairs,
                  const int64_t* pairs, const double* vectors, const int64_t* rows, const int64_t* features,
                  int64_t n_features, float* aev, int n_threads) {
-    const Tables t(prm, n_atoms, n_pairs, pairs);
+    const Tables t(prm, n_atoms, n_pairs, pairs, false);
     auto run = fixed_sizes(prm) ? forward_atoms<16, 4, 8> : forward_atoms<0, 0, 0>;
     run(prm, t, n_atoms, species, pairs, vectors, rows, features, n_features, aev, n_threads);
 }
@@ -691,7 +691,7 @@ void aev_forward(const AEVParams& prm, int64_t n_atoms, const int32_t* species, 
 void aev_backward(const AEVParams& prm, int64_t n_atoms, const int32_t* species, int64_t n_pairs,
                   const int64_t* pairs, const double* vectors, const int64_t* rows, const int64_t* features,
                   int64_t n_features, const float* grad_aev, double* grad_vectors, int n_threads) {
-    const Tables t(prm, n_atoms, n_pairs, pairs);
+    const Tables t(prm, n_atoms, n_pairs, pairs, true);
     const Directed& dir = t.dir;
     // Gradient per directed entry: atom i writes only its own entries, so no atomics. Left
     // uninitialised here: each atom zeroes its own entries, in parallel (1.4 GB for 1M atoms).
