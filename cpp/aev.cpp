@@ -43,9 +43,16 @@ template <int W>
 inline typename Lanes<W>::D exp_lanes(typename Lanes<W>::D x) {
     using D = typename Lanes<W>::D;
     using I = typename Lanes<W>::I;
+    // Clamp to [-700, 700] with masks: vector comparisons and integer bit operations work
+    // in GCC and Clang alike, where ?: on vectors does not in every Clang.
     const D lo = D{} - 700.0, hi = D{} + 700.0;
-    x = x < lo ? lo : x;
-    x = x > hi ? hi : x;
+    I xb, lob, hib;
+    std::memcpy(&xb, &x, sizeof xb);
+    std::memcpy(&lob, &lo, sizeof lob);
+    std::memcpy(&hib, &hi, sizeof hib);
+    const I below = x < lo, above = x > hi;
+    xb = (below & lob) | (above & hib) | (~(below | above) & xb);
+    std::memcpy(&x, &xb, sizeof x);
     const double shifter = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
     const D t = x * 1.4426950408889634 + shifter;
     const D n = t - shifter;

@@ -144,6 +144,40 @@ def test_compiled_kernel_variants_agree(label, positions, cell, pbc):
         _core.aev(params, species, pairs, vectors, rows, n, 0, isa="sse9")
 
 
+UNUSUAL_AEVS = {
+    # exp(-EtaR d^2) far below 1e-300: no recurrence, exp arguments clamped
+    "steep radial": {**ANI_1X_AEV, "eta_r": 400.0},
+    # uneven angular shifts, a zeta that is not a whole number, 3 sections: the generic loops
+    "generic angular": {**ANI_1X_AEV, "shf_a": [0.9, 1.3, 2.2, 3.0], "zeta": 7.5, "shf_z": [0.3, 1.4, 2.9]},
+    # a zeta that is a whole number other than 32, 5 radial shifts
+    "zeta 8": {**ANI_1X_AEV, "zeta": 8.0, "shf_r": np.linspace(0.8, 5.0, 5)},
+}
+
+
+@needs_cpp
+@pytest.mark.parametrize("name", list(UNUSUAL_AEVS))
+def test_unusual_aev_parameters_match(name):
+    """Parameters off the ANI shapes take the C++ core's general paths; Numba has one path."""
+    from pyani import _core
+
+    _, positions, cell, pbc = SYSTEMS[2]
+    species, pairs, _, vectors, rows = kernel_inputs(positions, cell, pbc)
+    n = len(species)
+    aev = UNUSUAL_AEVS[name]
+    p_cpp = cpp().make_params(aev, N_SPECIES)
+    p_nb = nb.make_params(aev, N_SPECIES)
+    want = nb.aev(p_nb, species, pairs, vectors, rows, n, 0)
+    grad_aev = np.random.default_rng(4).normal(size=want.shape).astype(np.float32)
+    want_grad = nb.aev_backward(p_nb, species, pairs, vectors, rows, grad_aev, 0)
+    assert np.abs(want).max() > 0.01
+    scale = max(np.abs(want_grad).max(), 1.0)
+    for isa in _core.kernel_isas():
+        got = _core.aev(p_cpp, species, pairs, vectors, rows, n, 0, isa=isa)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7, err_msg=f"{name}, {isa}")
+        got_grad = _core.aev_backward(p_cpp, species, pairs, vectors, rows, grad_aev, 0, isa=isa)
+        np.testing.assert_allclose(got_grad, want_grad, rtol=1e-9, atol=1e-12 * scale, err_msg=f"{name}, {isa}")
+
+
 def test_unnamed_rows_are_zero_and_threads_do_not_change_results():
     _, positions, cell, pbc = SYSTEMS[1]
     species, pairs, _, vectors, rows = kernel_inputs(positions, cell, pbc)
