@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
 
 import onnxruntime as ort
+
+from . import _onnx_file
 
 METADATA_KEY = "pyani"
 FORMAT_VERSION = 2
@@ -100,14 +103,10 @@ def read_metadata(session, source: str) -> dict:
 
 
 def read_initializers(model: bytes | str, names: list[str]) -> dict:
-    """The named initializers of a model as NumPy arrays (imports ``onnx``: not on the
-    path of small inputs, which never need this)."""
-    import onnx
-    from onnx import numpy_helper
-
-    proto = onnx.load_model_from_string(model) if isinstance(model, bytes) else onnx.load_model(model)
-    found = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer if t.name in names}
+    """The named float32 initializers of a model (bytes or path) as NumPy arrays."""
+    data = model if isinstance(model, bytes) else Path(model).read_bytes()
+    found = _onnx_file.read_initializers(data, names)
     missing = set(names) - set(found)
     if missing:
-        raise ValueError(f"model has no initializers {sorted(missing)} named in its metadata")
+        raise ValueError(f"model has no float32 initializers {sorted(missing)} named in its metadata")
     return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bz2
 import json
+from importlib.resources import files
 
 import numpy as np
 import pytest
@@ -171,3 +172,29 @@ def test_ani2x_from_neurochem_info(backend):
     assert model.metadata["aev"]["length"] == 1008
     assert model.cutoff == pytest.approx(5.1)
     assert ANI2X_INFO.is_file()
+
+
+def test_initializers_read_without_onnx_match_onnx(tmp_path):
+    """pyani reads first-layer weights with its own protobuf reader (pyani._onnx_file)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from pyani import _onnx_file
+
+    path = files("pyani") / "models" / "ani-1x.onnx"
+    data = path.read_bytes()
+    proto = onnx.load_model_from_string(data)
+    want = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    names = [*want, "not_there"]
+    got = _onnx_file.read_initializers(data, names)
+    assert set(got) == set(want) and len(got) > 20
+    for name, array in want.items():
+        assert got[name].dtype == np.float32
+        np.testing.assert_array_equal(got[name], array, err_msg=name)
+    # float_data instead of raw_data, unpacked dims
+    tensor = onnx.helper.make_tensor("w", onnx.TensorProto.FLOAT, [2, 3], [1, 2, 3, 4, 5, 6.5])
+    graph = onnx.helper.make_graph([], "g", [], [], initializer=[tensor])
+    small = onnx.helper.make_model(graph).SerializeToString()
+    np.testing.assert_array_equal(_onnx_file.read_initializers(small, ["w"])["w"], [[1, 2, 3], [4, 5, 6.5]])
+    with pytest.raises(ValueError, match="truncated"):
+        _onnx_file.read_initializers(data[: len(data) // 2], ["H_w1"])

@@ -1,5 +1,6 @@
 """What a new process imports: never torch; numba only for the Numba backend; onnx only to
-convert NeuroChem files. The shipped models are inside the installed package."""
+convert NeuroChem files (big systems read their first-layer weights with pyani._onnx_file).
+The shipped models are inside the installed package."""
 
 from __future__ import annotations
 
@@ -55,3 +56,24 @@ def test_openmp_threads_wait_passively_unless_the_user_says(user_value, expected
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path, env=env
     )
     assert out.stdout.split()[-1] == expected
+
+
+def test_big_systems_lacking_elements_import_no_onnx(tmp_path):
+    """A water box of >= BULK_ATOMS atoms gets first layers cut to its AEV columns, read
+    from the model file without the onnx package."""
+    script = """
+import json, sys
+import numpy as np
+import pyani
+k = np.arange(5)
+grid = np.stack(np.meshgrid(k, k, k, indexing="ij"), -1).reshape(-1, 3) * 3.1
+water = np.array([[0.0, 0.0, 0.0], [0.9572, 0.0, 0.0], [-0.24, 0.9266, 0.0]])
+positions = (grid[:, None] + water).reshape(-1, 3)
+model = pyani.load("ani-1x")
+model.compute([8, 1, 1] * 125, positions, np.eye(3) * 15.5)
+assert len(model._bulk_sessions) == 1 and next(iter(model._bulk_sessions.values()))[1] is not None
+print(json.dumps(sorted(m.split(".")[0] for m in sys.modules)))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path)
+    modules = set(json.loads(out.stdout.splitlines()[-1]))
+    assert "onnx" not in modules and "torch" not in modules
