@@ -315,8 +315,11 @@ class Model:
         self_energy = self.self_energies[species]
         members = np.add.reduceat(member_atomic, starts, axis=1).T  # [B, M]
         members += np.add.reduceat(self_energy, starts)[:, None]
-        energy = members.mean(axis=1)
-        std = members.std(axis=1, ddof=1) if self.ensemble_size > 1 else np.zeros_like(energy)
+        # mean and std written out: numpy's own cost tens of microseconds per small molecule
+        n_members = self.ensemble_size
+        energy = members.sum(axis=1) / n_members
+        deviation = members - energy[:, None]
+        std = np.sqrt((deviation * deviation).sum(axis=1) / max(n_members - 1, 1))
 
         def scatter(values: np.ndarray) -> np.ndarray:
             out = np.zeros((*nums.shape, *values.shape[1:]))
