@@ -108,7 +108,6 @@ PYBIND11_MODULE(_core, m) {
                          "angular_cutoff must be in (0, radial_cutoff]");
                  require(!shf_r.empty() && !shf_a.empty() && !shf_z.empty(),
                          "shf_r, shf_a and shf_z must not be empty");
-                 require(shf_z.size() <= 64, "shf_z may hold at most 64 sections");
                  AEVParams p;
                  p.n_species = n_species;
                  p.radial_cutoff = radial_cutoff;
