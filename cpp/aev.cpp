@@ -29,6 +29,52 @@ constexpr double COS_SCALE = 0.95;  // TorchANI/NeuroChem scale the cosine to ke
 // Elementary functions over arrays. libm's exp, sin and cos are calls that stop a loop from
 // vectorising; these are plain arithmetic.
 
+// c[0] + x (c[1] + x (c[2] + ...)), for a double or a vector of doubles.
+template <typename T, size_t N>
+inline T horner(T x, const double (&c)[N]) {
+    T p = T{} + c[N - 1];
+    for (size_t k = N - 1; k-- > 0;) p = p * x + c[k];
+    return p;
+}
+
+// Taylor coefficients: exp(r); sin(u) / u and cos(u) as polynomials in u^2.
+constexpr double EXP_SERIES[] = {1.0,
+                                 1.0,
+                                 1.0 / 2.0,
+                                 1.0 / 6.0,
+                                 1.0 / 24.0,
+                                 1.0 / 120.0,
+                                 1.0 / 720.0,
+                                 1.0 / 5040.0,
+                                 1.0 / 40320.0,
+                                 1.0 / 362880.0,
+                                 1.0 / 3628800.0,
+                                 1.0 / 39916800.0,
+                                 1.0 / 479001600.0};
+constexpr double SINC_SERIES[] = {1.0,
+                                  -1.0 / 6.0,
+                                  1.0 / 120.0,
+                                  -1.0 / 5040.0,
+                                  1.0 / 362880.0,
+                                  -1.0 / 39916800.0,
+                                  1.0 / 6227020800.0,
+                                  -1.0 / 1307674368000.0,
+                                  1.0 / 355687428096000.0,
+                                  -1.0 / 121645100408832000.0,
+                                  1.0 / 51090942171709440000.0};
+constexpr double COS_SERIES[] = {1.0,
+                                 -1.0 / 2.0,
+                                 1.0 / 24.0,
+                                 -1.0 / 720.0,
+                                 1.0 / 40320.0,
+                                 -1.0 / 3628800.0,
+                                 1.0 / 479001600.0,
+                                 -1.0 / 87178291200.0,
+                                 1.0 / 20922789888000.0,
+                                 -1.0 / 6402373705728000.0,
+                                 1.0 / 2432902008176640000.0,
+                                 -1.0 / 1124000727777607680000.0};
+
 // exp(x) for x in [-700, 700] (clamped beyond): Cody-Waite reduction x = n ln2 + r,
 // |r| <= ln2/2, a degree-12 Taylor polynomial of exp(r), and 2^n built in the exponent bits.
 // Relative error below 4e-16.
@@ -57,18 +103,7 @@ inline typename Lanes<W>::D exp_lanes(typename Lanes<W>::D x) {
     const D t = x * 1.4426950408889634 + shifter;
     const D n = t - shifter;
     const D r = (x - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
-    D p = r * (1.0 / 479001600.0) + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
+    const D p = horner(r, EXP_SERIES);
     // The low bits of t hold n; (n + 1023) << 52 is the bit pattern of 2^n.
     I bits;
     std::memcpy(&bits, &t, sizeof bits);
@@ -112,34 +147,13 @@ void cutoff_cosine(const double* r, size_t n, double rc, double* fc, double* dfc
     const double scale = PI / rc;
     for (size_t q = 0; q < n; ++q) {
         const double u = scale * r[q] - 0.5 * PI, u2 = u * u;
-        double s = 1.0 / 51090942171709440000.0;  // sin(u) / u, from the u^20 term down
-        s = s * u2 - 1.0 / 121645100408832000.0;
-        s = s * u2 + 1.0 / 355687428096000.0;
-        s = s * u2 - 1.0 / 1307674368000.0;
-        s = s * u2 + 1.0 / 6227020800.0;
-        s = s * u2 - 1.0 / 39916800.0;
-        s = s * u2 + 1.0 / 362880.0;
-        s = s * u2 - 1.0 / 5040.0;
-        s = s * u2 + 1.0 / 120.0;
-        s = s * u2 - 1.0 / 6.0;
-        s = s * u2 + 1.0;
+        const double s = horner(u2, SINC_SERIES);  // sin(u) / u
         fc[q] = 0.5 - 0.5 * u * s;
     }
     if (!dfc) return;
     for (size_t q = 0; q < n; ++q) {
         const double u = scale * r[q] - 0.5 * PI, u2 = u * u;
-        double c = -1.0 / 1124000727777607680000.0;  // cos(u), from the u^22 term down
-        c = c * u2 + 1.0 / 2432902008176640000.0;
-        c = c * u2 - 1.0 / 6402373705728000.0;
-        c = c * u2 + 1.0 / 20922789888000.0;
-        c = c * u2 - 1.0 / 87178291200.0;
-        c = c * u2 + 1.0 / 479001600.0;
-        c = c * u2 - 1.0 / 3628800.0;
-        c = c * u2 + 1.0 / 40320.0;
-        c = c * u2 - 1.0 / 720.0;
-        c = c * u2 + 1.0 / 24.0;
-        c = c * u2 - 0.5;
-        c = c * u2 + 1.0;
+        const double c = horner(u2, COS_SERIES);  // cos(u)
         dfc[q] = -0.5 * scale * c;
     }
 }
@@ -230,6 +244,36 @@ struct Gaussians {
         recurrence = uniform && eta >= 0 && eta * far * far <= 600.0 &&
                      eta * std::fabs(step) * (2.0 * t + std::fabs(step)) <= 600.0;
     }
+
+    // out[k * n + q] = exp(-eta (x_q - shift_k)^2) for the n values x (in [0, cutoff]); N the
+    // number of shifts when known at compile time, else 0. arg and ratio: scratch [n].
+    template <size_t N>
+    void eval(const double* x, size_t n, double* out, double* arg, double* ratio) const {
+        const size_t n_shifts = N ? N : shifts.size();
+        if (recurrence) {
+            for (size_t q = 0; q < n; ++q) {
+                const double d = x[q] - shifts[0];
+                arg[q] = -eta * d * d;
+                ratio[q] = eta * step * (2.0 * d - step);
+            }
+            exp_array(arg, out, n);
+            exp_array(ratio, ratio, n);
+            for (size_t k = 1; k < n_shifts; ++k) {
+                for (size_t q = 0; q < n; ++q) {
+                    out[k * n + q] = out[(k - 1) * n + q] * ratio[q];
+                    ratio[q] *= decay;
+                }
+            }
+            return;
+        }
+        for (size_t k = 0; k < n_shifts; ++k) {
+            for (size_t q = 0; q < n; ++q) {
+                const double d = x[q] - shifts[k];
+                arg[q] = -eta * d * d;
+            }
+            exp_array(arg, out + k * n, n);
+        }
+    }
 };
 
 // Thread start-up costs more than the work for a few dozen atoms.
@@ -318,47 +362,6 @@ struct NeighborSet {
 };
 
 // ---------------------------------------------------------------------------------------
-// Radial terms.
-
-// gauss[k * n + q] = 0.25 exp(-EtaR (r_q - ShfR_k)^2) for the n neighbours of `set`.
-void radial_gaussians(const Gaussians& g, const NeighborSet& set, size_t n_r, std::vector<double>& gauss,
-                      std::vector<double>& arg, std::vector<double>& ratio) {
-    const size_t n = set.size();
-    gauss.resize(n_r * n);
-    arg.resize(n);
-    ratio.resize(n);
-    const double* r = set.r.data();
-    if (g.recurrence) {
-        const double s0 = g.shifts[0];
-        for (size_t q = 0; q < n; ++q) {
-            const double t = r[q] - s0;
-            arg[q] = -g.eta * t * t;
-            ratio[q] = g.eta * g.step * (2.0 * t - g.step);
-        }
-        exp_array(arg.data(), gauss.data(), n);
-        exp_array(ratio.data(), ratio.data(), n);
-        for (size_t q = 0; q < n; ++q) gauss[q] *= 0.25;
-        for (size_t k = 1; k < n_r; ++k) {
-            const double* previous = gauss.data() + (k - 1) * n;
-            double* current = gauss.data() + k * n;
-            for (size_t q = 0; q < n; ++q) {
-                current[q] = previous[q] * ratio[q];
-                ratio[q] *= g.decay;
-            }
-        }
-        return;
-    }
-    for (size_t k = 0; k < n_r; ++k) {
-        for (size_t q = 0; q < n; ++q) {
-            const double d = r[q] - g.shifts[k];
-            arg[q] = -g.eta * d * d;
-        }
-        exp_array(arg.data(), gauss.data() + k * n, n);
-        for (size_t q = 0; q < n; ++q) gauss[k * n + q] *= 0.25;
-    }
-}
-
-// ---------------------------------------------------------------------------------------
 // Angular terms.
 
 // All triples (centre, a, b), a < b, of one atom's angular neighbours, ordered by species
@@ -436,32 +439,10 @@ void triple_terms(const AEVParams& prm, const Tables& t, const NeighborSet& set,
         sin_t[q] = std::sqrt(s2 > 0.0 ? s2 : 0.0);
     }
 
-    // Gaussians in the mean distance (see Gaussians).
+    // Gaussians in the mean distance.
     const Gaussians& g = t.angular;
-    double *f2 = tr.f2.data(), *ratio = tr.ratio.data();
-    if (g.recurrence) {
-        for (size_t q = 0; q < n; ++q) {
-            const double d = mean[q] - g.shifts[0];
-            arg[q] = -g.eta * d * d;
-            ratio[q] = g.eta * g.step * (2.0 * d - g.step);
-        }
-        exp_array(arg, f2, n);
-        exp_array(ratio, ratio, n);
-        for (size_t k = 1; k < n_a; ++k) {
-            for (size_t q = 0; q < n; ++q) {
-                f2[k * n + q] = f2[(k - 1) * n + q] * ratio[q];
-                ratio[q] *= g.decay;
-            }
-        }
-    } else {
-        for (size_t k = 0; k < n_a; ++k) {
-            for (size_t q = 0; q < n; ++q) {
-                const double d = mean[q] - g.shifts[k];
-                arg[q] = -g.eta * d * d;
-            }
-            exp_array(arg, f2 + k * n, n);
-        }
-    }
+    double* f2 = tr.f2.data();
+    g.eval<NA>(mean, n, f2, arg, tr.ratio.data());
     if (derivatives) {
         for (size_t k = 0; k < n_a; ++k) {
             const double shift = g.shifts[k];
@@ -535,8 +516,11 @@ void forward_atoms(const AEVParams& prm, const Tables& t, int64_t n_atoms, const
             radial.fill(candidates, prm.radial_cutoff, prm.n_species, false);
             angular.fill(candidates, prm.angular_cutoff, prm.n_species, false);
 
-            radial_gaussians(t.radial, radial, n_r, gauss, arg, ratio);
             const size_t nr = radial.size();
+            gauss.resize(n_r * nr);
+            arg.resize(nr);
+            ratio.resize(nr);
+            t.radial.eval<NR>(radial.r.data(), nr, gauss.data(), arg.data(), ratio.data());
             for (int32_t s = 0; s < prm.n_species; ++s) {
                 const size_t lo = radial.start[s], hi = radial.start[s + 1];
                 for (size_t k = 0; k < n_r && lo < hi; ++k) {
@@ -544,7 +528,7 @@ void forward_atoms(const AEVParams& prm, const Tables& t, int64_t n_atoms, const
                     double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
                     for (size_t q = lo; q < hi; ++q) sum += gk[q] * radial.fc[q];
-                    acc[s * n_r + k] += sum;
+                    acc[s * n_r + k] += 0.25 * sum;
                 }
             }
 
@@ -596,8 +580,11 @@ void backward_atoms(const AEVParams& prm, const Tables& t, int64_t n_atoms, cons
             angular.fill(candidates, prm.angular_cutoff, prm.n_species, true);
 
             // Radial: dE/dr per neighbour, then along its unit vector.
-            radial_gaussians(t.radial, radial, n_r, gauss, arg, ratio);
             const size_t nr = radial.size();
+            gauss.resize(n_r * nr);
+            arg.resize(nr);
+            ratio.resize(nr);
+            t.radial.eval<NR>(radial.r.data(), nr, gauss.data(), arg.data(), ratio.data());
             de_dr.assign(nr, 0.0);
             for (int32_t s = 0; s < prm.n_species; ++s) {
                 const size_t lo = radial.start[s], hi = radial.start[s + 1];
@@ -612,7 +599,7 @@ void backward_atoms(const AEVParams& prm, const Tables& t, int64_t n_atoms, cons
             }
             for (size_t q = 0; q < nr; ++q) {
                 double* out = grad_entry + 3 * radial.entry[q];
-                const double scale = de_dr[q] / radial.r[q];
+                const double scale = 0.25 * de_dr[q] / radial.r[q];
                 out[0] += scale * radial.x[q];
                 out[1] += scale * radial.y[q];
                 out[2] += scale * radial.z[q];
