@@ -116,3 +116,15 @@ def water_box(rng, per_side, spacing=3.1):
         positions.append(water @ random_rotation(rng).T + centre)
         numbers += [8, 1, 1]
     return np.array(numbers), np.concatenate(positions), np.eye(3) * per_side * spacing
+
+
+def padded_batch(molecules):
+    """(numbers [B, N] padded with -1, positions [B, N, 3] padded with 0) of (numbers,
+    positions) pairs, N the largest molecule."""
+    width = max(len(z) for z, _ in molecules)
+    numbers = np.full((len(molecules), width), -1)
+    positions = np.zeros((len(molecules), width, 3))
+    for b, (z, p) in enumerate(molecules):
+        numbers[b, : len(z)] = z
+        positions[b, : len(z)] = p
+    return numbers, positions

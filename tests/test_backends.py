@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import get_model
-from oracles import random_molecule, water_box
+from oracles import padded_batch, random_molecule, water_box
 
 from pyani import _backend
 
@@ -194,12 +194,7 @@ def test_unnamed_rows_are_zero_and_threads_do_not_change_results():
 def model_cases():
     rng = np.random.default_rng(11)
     z, p = random_molecule(rng, 24)
-    mols = [random_molecule(rng, n) for n in (7, 12, 4)]
-    batch_z = np.full((3, 12), -1)
-    batch_p = np.zeros((3, 12, 3))
-    for b, (zb, pb) in enumerate(mols):
-        batch_z[b, : len(zb)] = zb
-        batch_p[b, : len(zb)] = pb
+    batch_z, batch_p = padded_batch([random_molecule(rng, n) for n in (7, 12, 4)])
     box = water_box(rng, 4)  # 192 atoms: several threads
     return {"molecule": (z, p), "padded-batch": (batch_z, batch_p), "water-box": box}
 

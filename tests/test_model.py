@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 from conftest import BACKENDS, MODELS, get_model, load_reference, reference_systems
-from oracles import random_molecule, random_rotation, water_box
+from oracles import padded_batch, random_molecule, random_rotation, water_box
 
 import pyani
 from pyani import _runtime
@@ -46,11 +46,7 @@ def test_batch_equals_one_by_one(backend):
     model = get_model("ani-1x", backend)
     rng = np.random.default_rng(30)
     molecules = [random_molecule(rng, n) for n in (5, 9, 3)]
-    numbers = np.full((3, 9), -1)
-    positions = np.zeros((3, 9, 3))
-    for b, (z, p) in enumerate(molecules):
-        numbers[b, : len(z)] = z
-        positions[b, : len(z)] = p
+    numbers, positions = padded_batch(molecules)
     batch = model.compute(numbers, positions, atomic=True)
     assert batch.forces.shape == (3, 9, 3) and batch.member_energies.shape == (3, 8)
     for b, (z, p) in enumerate(molecules):
