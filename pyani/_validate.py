@@ -20,8 +20,11 @@ def _as_array(value, name: str, dtype) -> np.ndarray:
         raise TypeError(f"{name} must be a numeric array-like: {err}") from None
 
 
-def numbers(value, known: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Atomic numbers -> int64 [B, N] (-1 = padding) and whether the input was a batch."""
+def numbers(value, species_of: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Atomic numbers -> int64 [B, N] (-1 = padding) and whether the input was a batch.
+
+    species_of: the model's lookup from atomic number to species index, -1 where unknown.
+    """
     raw = np.asarray(value)
     if raw.dtype == object or raw.dtype.kind not in "iuf":
         raise TypeError(f"numbers must be integers (atomic numbers), got dtype {raw.dtype}")
@@ -36,13 +39,9 @@ def numbers(value, known: np.ndarray) -> tuple[np.ndarray, bool]:
     if bad.size:
         raise ValueError(f"numbers must be positive atomic numbers (-1 marks padding), got {bad[0]}")
     real = out[out > 0]
-    if real.size and real.max() <= known.max():
-        table = np.zeros(known.max() + 1, dtype=bool)  # a lookup: setdiff1d sorts, 20x slower
-        table[known] = True
-        is_known = bool(table[real].all())
-    else:
-        is_known = not real.size
-    if not is_known:
+    if real.size and (real.max() >= len(species_of) or np.any(species_of[real] < 0)):
+        known = np.flatnonzero(species_of >= 0)
+        known = known[np.argsort(species_of[known])]  # the model's element order
         unknown = np.setdiff1d(real, known)
         names = ", ".join(f"{symbol(int(z))} (Z={z})" for z in unknown)
         have = ", ".join(symbol(int(z)) for z in known)

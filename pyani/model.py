@@ -261,7 +261,7 @@ class Model:
         forces = _validate.flag(forces, "forces")
         stress = _validate.flag(stress, "stress")
         atomic = _validate.flag(atomic, "atomic")
-        nums, batched = _validate.numbers(numbers, self.atomic_numbers)
+        nums, batched = _validate.numbers(numbers, self._species_of)
         mask = nums >= 0
         pos = _validate.positions(positions, nums.shape, batched, mask)
         cells, pbc_ = _validate.cell_and_pbc(cell, pbc, nums.shape[0], batched)
