@@ -492,6 +492,31 @@ void triple_terms(const AEVParams& prm, const Tables& t, const NeighborSet& set,
     }
 }
 
+// What both passes compute for one atom: its neighbours within each cutoff, their radial
+// Gaussians gauss[k * n_radial + q] (without the factor 0.25) and its angular triples, with
+// derivatives when asked. One per thread; the buffers are reused from atom to atom.
+struct AtomTerms {
+    Candidates candidates;
+    NeighborSet radial, angular;
+    std::vector<double> gauss, arg, ratio;
+    Triples triples;
+
+    template <size_t NR, size_t NA, size_t NZ>
+    void compute(const AEVParams& prm, const Tables& t, const int64_t* pairs, const double* vectors,
+                 const int32_t* species, int64_t i, bool derivatives) {
+        candidates.gather(t.dir, pairs, vectors, species, i);
+        radial.fill(candidates, prm.radial_cutoff, prm.n_species, derivatives);
+        angular.fill(candidates, prm.angular_cutoff, prm.n_species, derivatives);
+        const size_t n_r = NR ? NR : prm.shf_r.size(), n = radial.size();
+        gauss.resize(n_r * n);
+        arg.resize(n);
+        ratio.resize(n);
+        t.radial.eval<NR>(radial.r.data(), n, gauss.data(), arg.data(), ratio.data());
+        triples.list(prm, t, angular);
+        triple_terms<NA, NZ>(prm, t, angular, triples, derivatives);
+    }
+};
+
 // ---------------------------------------------------------------------------------------
 // The two passes, for NR radial shifts, NA angular shifts and NZ angular sections known at
 // compile time, or 0 for counts read from the parameters. Every ANI model has 16, 4, 8.
@@ -505,22 +530,16 @@ void forward_atoms(const AEVParams& prm, const Tables& t, int64_t n_atoms, const
     const int64_t length = prm.length(), radial_length = prm.radial_length();
 #pragma omp parallel num_threads(threads_for(n_atoms, n_threads))
     {
-        std::vector<double> acc(length), gauss, arg, ratio;
-        Candidates candidates;
-        NeighborSet radial, angular;
-        Triples tr;
+        std::vector<double> acc(length);
+        AtomTerms atom;
+        const NeighborSet& radial = atom.radial;
+        const std::vector<double>& gauss = atom.gauss;
+        Triples& tr = atom.triples;
 #pragma omp for schedule(dynamic, 16)
         for (int64_t i = 0; i < n_atoms; ++i) {
             std::fill(acc.begin(), acc.end(), 0.0);
-            candidates.gather(t.dir, pairs, vectors, species, i);
-            radial.fill(candidates, prm.radial_cutoff, prm.n_species, false);
-            angular.fill(candidates, prm.angular_cutoff, prm.n_species, false);
-
+            atom.compute<NR, NA, NZ>(prm, t, pairs, vectors, species, i, false);
             const size_t nr = radial.size();
-            gauss.resize(n_r * nr);
-            arg.resize(nr);
-            ratio.resize(nr);
-            t.radial.eval<NR>(radial.r.data(), nr, gauss.data(), arg.data(), ratio.data());
             for (int32_t s = 0; s < prm.n_species; ++s) {
                 const size_t lo = radial.start[s], hi = radial.start[s + 1];
                 for (size_t k = 0; k < n_r && lo < hi; ++k) {
@@ -532,8 +551,6 @@ void forward_atoms(const AEVParams& prm, const Tables& t, int64_t n_atoms, const
                 }
             }
 
-            tr.list(prm, t, angular);
-            triple_terms<NA, NZ>(prm, t, angular, tr, false);
             const size_t nt = tr.size;
             for (size_t u = 0; u + 1 < tr.run_start.size(); ++u) {
                 double* out = acc.data() + radial_length + tr.run_block[u] * n_a * n_z;
@@ -566,25 +583,20 @@ void backward_atoms(const AEVParams& prm, const Tables& t, int64_t n_atoms, cons
     const int64_t length = prm.length(), radial_length = prm.radial_length();
 #pragma omp parallel num_threads(threads_for(n_atoms, n_threads))
     {
-        std::vector<double> g(length, 0.0), gauss, arg, ratio, de_dr, grad_x, grad_y, grad_z;
-        Candidates candidates;
-        NeighborSet radial, angular;
-        Triples tr;
+        std::vector<double> g(length, 0.0), de_dr, grad_x, grad_y, grad_z;
+        AtomTerms atom;
+        const NeighborSet &radial = atom.radial, &angular = atom.angular;
+        const std::vector<double>& gauss = atom.gauss;
+        Triples& tr = atom.triples;
 #pragma omp for schedule(dynamic, 16)
         for (int64_t i = 0; i < n_atoms; ++i) {
             const float* row = grad_aev + rows[i] * n_features;
             for (int64_t k = 0; k < n_features; ++k) g[features[k]] = row[k];
             std::fill(grad_entry + 3 * t.dir.start[i], grad_entry + 3 * t.dir.start[i + 1], 0.0);
-            candidates.gather(t.dir, pairs, vectors, species, i);
-            radial.fill(candidates, prm.radial_cutoff, prm.n_species, true);
-            angular.fill(candidates, prm.angular_cutoff, prm.n_species, true);
+            atom.compute<NR, NA, NZ>(prm, t, pairs, vectors, species, i, true);
 
             // Radial: dE/dr per neighbour, then along its unit vector.
             const size_t nr = radial.size();
-            gauss.resize(n_r * nr);
-            arg.resize(nr);
-            ratio.resize(nr);
-            t.radial.eval<NR>(radial.r.data(), nr, gauss.data(), arg.data(), ratio.data());
             de_dr.assign(nr, 0.0);
             for (int32_t s = 0; s < prm.n_species; ++s) {
                 const size_t lo = radial.start[s], hi = radial.start[s + 1];
@@ -605,8 +617,6 @@ void backward_atoms(const AEVParams& prm, const Tables& t, int64_t n_atoms, cons
                 out[2] += scale * radial.z[q];
             }
 
-            tr.list(prm, t, angular);
-            triple_terms<NA, NZ>(prm, t, angular, tr, true);
             const size_t nt = tr.size;
             double *s_cos = tr.s_cos.data(), *s_mean = tr.s_mean.data(), *s_cut = tr.s_cut.data();
             double *gz = tr.gz.data(), *gdz = tr.gdz.data();
