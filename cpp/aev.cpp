@@ -528,49 +528,54 @@ void forward_atoms(const AEVParams& prm, const Tables& t, int64_t n_atoms, const
     const size_t n_r = NR ? NR : prm.shf_r.size(), n_a = NA ? NA : prm.shf_a.size();
     const size_t n_z = NZ ? NZ : prm.shf_z.size();
     const int64_t length = prm.length(), radial_length = prm.radial_length();
+    FirstError errors;  // per-atom scratch grows with the neighbours: bad_alloc must reach Python
 #pragma omp parallel num_threads(threads_for(n_atoms, n_threads))
     {
-        std::vector<double> acc(length);
+        std::vector<double> acc;
+        errors.guard([&] { acc.resize(length); });
         AtomTerms atom;
         const NeighborSet& radial = atom.radial;
         const std::vector<double>& gauss = atom.gauss;
         Triples& tr = atom.triples;
 #pragma omp for schedule(dynamic, 16)
         for (int64_t i = 0; i < n_atoms; ++i) {
-            std::fill(acc.begin(), acc.end(), 0.0);
-            atom.compute<NR, NA, NZ>(prm, t, pairs, vectors, species, i, false);
-            const size_t nr = radial.size();
-            for (int32_t s = 0; s < prm.n_species; ++s) {
-                const size_t lo = radial.start[s], hi = radial.start[s + 1];
-                for (size_t k = 0; k < n_r && lo < hi; ++k) {
-                    const double* gk = gauss.data() + k * nr;
-                    double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-                    for (size_t q = lo; q < hi; ++q) sum += gk[q] * radial.fc[q];
-                    acc[s * n_r + k] += 0.25 * sum;
-                }
-            }
-
-            const size_t nt = tr.size;
-            for (size_t u = 0; u + 1 < tr.run_start.size(); ++u) {
-                double* out = acc.data() + radial_length + tr.run_block[u] * n_a * n_z;
-                const size_t lo = tr.run_start[u], hi = tr.run_start[u + 1];
-                for (size_t k = 0; k < n_a; ++k) {
-                    double* f2 = tr.f2.data() + k * nt;
-                    for (size_t q = lo; q < hi; ++q) f2[q] *= tr.w[q];
-                    for (size_t zi = 0; zi < n_z; ++zi) {
-                        const double* f1 = tr.f1.data() + zi * nt;
+            errors.guard([&] {
+                std::fill(acc.begin(), acc.end(), 0.0);
+                atom.compute<NR, NA, NZ>(prm, t, pairs, vectors, species, i, false);
+                const size_t nr = radial.size();
+                for (int32_t s = 0; s < prm.n_species; ++s) {
+                    const size_t lo = radial.start[s], hi = radial.start[s + 1];
+                    for (size_t k = 0; k < n_r && lo < hi; ++k) {
+                        const double* gk = gauss.data() + k * nr;
                         double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
-                        for (size_t q = lo; q < hi; ++q) sum += f2[q] * f1[q];
-                        out[k * n_z + zi] += sum;
+                        for (size_t q = lo; q < hi; ++q) sum += gk[q] * radial.fc[q];
+                        acc[s * n_r + k] += 0.25 * sum;
                     }
                 }
-            }
-            float* row = aev + rows[i] * n_features;
-            for (int64_t k = 0; k < n_features; ++k) row[k] = static_cast<float>(acc[features[k]]);
+
+                const size_t nt = tr.size;
+                for (size_t u = 0; u + 1 < tr.run_start.size(); ++u) {
+                    double* out = acc.data() + radial_length + tr.run_block[u] * n_a * n_z;
+                    const size_t lo = tr.run_start[u], hi = tr.run_start[u + 1];
+                    for (size_t k = 0; k < n_a; ++k) {
+                        double* f2 = tr.f2.data() + k * nt;
+                        for (size_t q = lo; q < hi; ++q) f2[q] *= tr.w[q];
+                        for (size_t zi = 0; zi < n_z; ++zi) {
+                            const double* f1 = tr.f1.data() + zi * nt;
+                            double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+                            for (size_t q = lo; q < hi; ++q) sum += f2[q] * f1[q];
+                            out[k * n_z + zi] += sum;
+                        }
+                    }
+                }
+                float* row = aev + rows[i] * n_features;
+                for (int64_t k = 0; k < n_features; ++k) row[k] = static_cast<float>(acc[features[k]]);
+            });
         }
     }
+    errors.rethrow();
 }
 
 // Writes dE/d(entry vector) of atom i's entries into grad_entry [entries, 3] (atom i owns them).
@@ -581,101 +586,106 @@ void backward_atoms(const AEVParams& prm, const Tables& t, int64_t n_atoms, cons
     const size_t n_r = NR ? NR : prm.shf_r.size(), n_a = NA ? NA : prm.shf_a.size();
     const size_t n_z = NZ ? NZ : prm.shf_z.size();
     const int64_t length = prm.length(), radial_length = prm.radial_length();
+    FirstError errors;  // per-atom scratch grows with the neighbours: bad_alloc must reach Python
 #pragma omp parallel num_threads(threads_for(n_atoms, n_threads))
     {
-        std::vector<double> g(length, 0.0), de_dr, grad_x, grad_y, grad_z;
+        std::vector<double> g, de_dr, grad_x, grad_y, grad_z;
+        errors.guard([&] { g.assign(length, 0.0); });
         AtomTerms atom;
         const NeighborSet &radial = atom.radial, &angular = atom.angular;
         const std::vector<double>& gauss = atom.gauss;
         Triples& tr = atom.triples;
 #pragma omp for schedule(dynamic, 16)
         for (int64_t i = 0; i < n_atoms; ++i) {
-            const float* row = grad_aev + rows[i] * n_features;
-            for (int64_t k = 0; k < n_features; ++k) g[features[k]] = row[k];
-            std::fill(grad_entry + 3 * t.dir.start[i], grad_entry + 3 * t.dir.start[i + 1], 0.0);
-            atom.compute<NR, NA, NZ>(prm, t, pairs, vectors, species, i, true);
+            errors.guard([&] {
+                const float* row = grad_aev + rows[i] * n_features;
+                for (int64_t k = 0; k < n_features; ++k) g[features[k]] = row[k];
+                std::fill(grad_entry + 3 * t.dir.start[i], grad_entry + 3 * t.dir.start[i + 1], 0.0);
+                atom.compute<NR, NA, NZ>(prm, t, pairs, vectors, species, i, true);
 
-            // Radial: dE/dr per neighbour, then along its unit vector.
-            const size_t nr = radial.size();
-            de_dr.assign(nr, 0.0);
-            for (int32_t s = 0; s < prm.n_species; ++s) {
-                const size_t lo = radial.start[s], hi = radial.start[s + 1];
-                for (size_t k = 0; k < n_r && lo < hi; ++k) {
-                    const double gk = g[s * n_r + k], two_eta = 2.0 * t.radial.eta, shift = t.radial.shifts[k];
-                    const double* gauss_k = gauss.data() + k * nr;
-                    for (size_t q = lo; q < hi; ++q) {
-                        de_dr[q] += gk * gauss_k[q] *
-                                    (radial.dfc[q] - two_eta * (radial.r[q] - shift) * radial.fc[q]);
-                    }
-                }
-            }
-            for (size_t q = 0; q < nr; ++q) {
-                double* out = grad_entry + 3 * radial.entry[q];
-                const double scale = 0.25 * de_dr[q] / radial.r[q];
-                out[0] += scale * radial.x[q];
-                out[1] += scale * radial.y[q];
-                out[2] += scale * radial.z[q];
-            }
-
-            const size_t nt = tr.size;
-            double *s_cos = tr.s_cos.data(), *s_mean = tr.s_mean.data(), *s_cut = tr.s_cut.data();
-            double *gz = tr.gz.data(), *gdz = tr.gdz.data();
-            // Contract dE/dAEV with the section factors, then with the Gaussians: per triple,
-            // dE/dcos, dE/dmean and dE/d(fc_a fc_b) (the latter two without the cutoffs).
-            for (size_t q = 0; q < nt; ++q) s_cos[q] = s_mean[q] = s_cut[q] = 0.0;
-            for (size_t u = 0; u + 1 < tr.run_start.size(); ++u) {
-                const double* block = g.data() + radial_length + tr.run_block[u] * n_a * n_z;
-                const size_t lo = tr.run_start[u], hi = tr.run_start[u + 1];
-                for (size_t k = 0; k < n_a; ++k) {
-                    for (size_t q = lo; q < hi; ++q) gz[q] = gdz[q] = 0.0;
-                    for (size_t zi = 0; zi < n_z; ++zi) {
-                        const double gkz = block[k * n_z + zi];
-                        const double *f1 = tr.f1.data() + zi * nt, *df1 = tr.df1.data() + zi * nt;
+                // Radial: dE/dr per neighbour, then along its unit vector.
+                const size_t nr = radial.size();
+                de_dr.assign(nr, 0.0);
+                for (int32_t s = 0; s < prm.n_species; ++s) {
+                    const size_t lo = radial.start[s], hi = radial.start[s + 1];
+                    for (size_t k = 0; k < n_r && lo < hi; ++k) {
+                        const double gk = g[s * n_r + k], two_eta = 2.0 * t.radial.eta, shift = t.radial.shifts[k];
+                        const double* gauss_k = gauss.data() + k * nr;
                         for (size_t q = lo; q < hi; ++q) {
-                            gz[q] += gkz * f1[q];
-                            gdz[q] += gkz * df1[q];
+                            de_dr[q] += gk * gauss_k[q] *
+                                        (radial.dfc[q] - two_eta * (radial.r[q] - shift) * radial.fc[q]);
                         }
                     }
-                    const double *f2 = tr.f2.data() + k * nt, *df2 = tr.df2.data() + k * nt;
-                    for (size_t q = lo; q < hi; ++q) {
-                        s_cos[q] += f2[q] * gdz[q];
-                        s_mean[q] += df2[q] * gz[q];
-                        s_cut[q] += f2[q] * gz[q];
+                }
+                for (size_t q = 0; q < nr; ++q) {
+                    double* out = grad_entry + 3 * radial.entry[q];
+                    const double scale = 0.25 * de_dr[q] / radial.r[q];
+                    out[0] += scale * radial.x[q];
+                    out[1] += scale * radial.y[q];
+                    out[2] += scale * radial.z[q];
+                }
+
+                const size_t nt = tr.size;
+                double *s_cos = tr.s_cos.data(), *s_mean = tr.s_mean.data(), *s_cut = tr.s_cut.data();
+                double *gz = tr.gz.data(), *gdz = tr.gdz.data();
+                // Contract dE/dAEV with the section factors, then with the Gaussians: per triple,
+                // dE/dcos, dE/dmean and dE/d(fc_a fc_b) (the latter two without the cutoffs).
+                for (size_t q = 0; q < nt; ++q) s_cos[q] = s_mean[q] = s_cut[q] = 0.0;
+                for (size_t u = 0; u + 1 < tr.run_start.size(); ++u) {
+                    const double* block = g.data() + radial_length + tr.run_block[u] * n_a * n_z;
+                    const size_t lo = tr.run_start[u], hi = tr.run_start[u + 1];
+                    for (size_t k = 0; k < n_a; ++k) {
+                        for (size_t q = lo; q < hi; ++q) gz[q] = gdz[q] = 0.0;
+                        for (size_t zi = 0; zi < n_z; ++zi) {
+                            const double gkz = block[k * n_z + zi];
+                            const double *f1 = tr.f1.data() + zi * nt, *df1 = tr.df1.data() + zi * nt;
+                            for (size_t q = lo; q < hi; ++q) {
+                                gz[q] += gkz * f1[q];
+                                gdz[q] += gkz * df1[q];
+                            }
+                        }
+                        const double *f2 = tr.f2.data() + k * nt, *df2 = tr.df2.data() + k * nt;
+                        for (size_t q = lo; q < hi; ++q) {
+                            s_cos[q] += f2[q] * gdz[q];
+                            s_mean[q] += df2[q] * gz[q];
+                            s_cut[q] += f2[q] * gz[q];
+                        }
                     }
                 }
-            }
-            // Chain rule to the two neighbour vectors of each triple, summed per neighbour.
-            const size_t na = angular.size();
-            grad_x.assign(na, 0.0);
-            grad_y.assign(na, 0.0);
-            grad_z.assign(na, 0.0);
-            for (size_t q = 0; q < nt; ++q) {
-                const int32_t ja = tr.ia[q], jb = tr.ib[q];
-                const double ra = angular.r[ja], rb = angular.r[jb], w = tr.w[q], cos_ab = tr.cos_ab[q];
-                const double de_dcos = s_cos[q] * w;
-                const double de_dra = 0.5 * s_mean[q] * w + s_cut[q] * angular.dfc[ja] * angular.fc[jb];
-                const double de_drb = 0.5 * s_mean[q] * w + s_cut[q] * angular.fc[ja] * angular.dfc[jb];
-                // d cos / d v_a = v_b / (r_a r_b) - cos v_a / r_a^2, and the same with a <-> b.
-                const double cross = de_dcos / (ra * rb);
-                const double ca = de_dra / ra - de_dcos * cos_ab / (ra * ra);
-                const double cb = de_drb / rb - de_dcos * cos_ab / (rb * rb);
-                const double xa = angular.x[ja], ya = angular.y[ja], za = angular.z[ja];
-                const double xb = angular.x[jb], yb = angular.y[jb], zb = angular.z[jb];
-                grad_x[ja] += ca * xa + cross * xb;
-                grad_y[ja] += ca * ya + cross * yb;
-                grad_z[ja] += ca * za + cross * zb;
-                grad_x[jb] += cb * xb + cross * xa;
-                grad_y[jb] += cb * yb + cross * ya;
-                grad_z[jb] += cb * zb + cross * za;
-            }
-            for (size_t j = 0; j < na; ++j) {
-                double* out = grad_entry + 3 * angular.entry[j];
-                out[0] += grad_x[j];
-                out[1] += grad_y[j];
-                out[2] += grad_z[j];
-            }
+                // Chain rule to the two neighbour vectors of each triple, summed per neighbour.
+                const size_t na = angular.size();
+                grad_x.assign(na, 0.0);
+                grad_y.assign(na, 0.0);
+                grad_z.assign(na, 0.0);
+                for (size_t q = 0; q < nt; ++q) {
+                    const int32_t ja = tr.ia[q], jb = tr.ib[q];
+                    const double ra = angular.r[ja], rb = angular.r[jb], w = tr.w[q], cos_ab = tr.cos_ab[q];
+                    const double de_dcos = s_cos[q] * w;
+                    const double de_dra = 0.5 * s_mean[q] * w + s_cut[q] * angular.dfc[ja] * angular.fc[jb];
+                    const double de_drb = 0.5 * s_mean[q] * w + s_cut[q] * angular.fc[ja] * angular.dfc[jb];
+                    // d cos / d v_a = v_b / (r_a r_b) - cos v_a / r_a^2, and the same with a <-> b.
+                    const double cross = de_dcos / (ra * rb);
+                    const double ca = de_dra / ra - de_dcos * cos_ab / (ra * ra);
+                    const double cb = de_drb / rb - de_dcos * cos_ab / (rb * rb);
+                    const double xa = angular.x[ja], ya = angular.y[ja], za = angular.z[ja];
+                    const double xb = angular.x[jb], yb = angular.y[jb], zb = angular.z[jb];
+                    grad_x[ja] += ca * xa + cross * xb;
+                    grad_y[ja] += ca * ya + cross * yb;
+                    grad_z[ja] += ca * za + cross * zb;
+                    grad_x[jb] += cb * xb + cross * xa;
+                    grad_y[jb] += cb * yb + cross * ya;
+                    grad_z[jb] += cb * zb + cross * za;
+                }
+                for (size_t j = 0; j < na; ++j) {
+                    double* out = grad_entry + 3 * angular.entry[j];
+                    out[0] += grad_x[j];
+                    out[1] += grad_y[j];
+                    out[2] += grad_z[j];
+                }
+            });
         }
     }
+    errors.rethrow();
 }
 
 bool fixed_sizes(const AEVParams& prm) {

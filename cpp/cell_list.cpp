@@ -196,6 +196,8 @@ NeighborList neighbor_list(const double* positions, int64_t n_atoms, const doubl
         partial[t].vectors.reserve(3 * my_room);
     }
 
+    // The lists can still outgrow their room (atoms far denser than the mean density).
+    FirstError errors;
 #pragma omp parallel num_threads(n_threads)
     {
         NeighborList& mine = partial[thread_index()];
@@ -203,53 +205,56 @@ NeighborList neighbor_list(const double* positions, int64_t n_atoms, const doubl
         // concatenated output has the same order whatever the thread count.
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < n_atoms; ++i) {
-            const auto& bi = bin_of[i];
-            for (int64_t dx = -reach[0]; dx <= reach[0]; ++dx)
-            for (int64_t dy = -reach[1]; dy <= reach[1]; ++dy)
-            for (int64_t dz = -reach[2]; dz <= reach[2]; ++dz) {
-                std::array<int64_t, 3> b{bi[0] + dx, bi[1] + dy, bi[2] + dz};
-                std::array<int64_t, 3> image{0, 0, 0};
-                bool inside = true;
-                for (int d = 0; d < 3; ++d) {
-                    if (box.periodic[d]) {
-                        image[d] = floor_div(b[d], n_bins[d]);
-                        b[d] -= image[d] * n_bins[d];
-                    } else if (b[d] < 0 || b[d] >= n_bins[d]) {
-                        inside = false;
-                    }
-                }
-                if (!inside) continue;
-                Vec3 translation{0, 0, 0};
-                for (int d = 0; d < 3; ++d) {
-                    for (int c = 0; c < 3; ++c) translation[c] += image[d] * box.matrix[d][c];
-                }
-                const bool positive_image =
-                    image[0] > 0 || (image[0] == 0 && (image[1] > 0 || (image[1] == 0 && image[2] > 0)));
-                const int64_t bin = (b[0] * n_bins[1] + b[1]) * n_bins[2] + b[2];
-                for (int64_t k = bin_start[bin]; k < bin_start[bin + 1]; ++k) {
-                    const int64_t j = bin_atoms[k];
-                    if (j < i || (j == i && !positive_image)) continue;
-                    Vec3 v;
-                    for (int c = 0; c < 3; ++c) {
-                        v[c] = wrapped[3 * j + c] + translation[c] - wrapped[3 * i + c];
-                    }
-                    if (dot(v, v) >= cutoff2) continue;
-                    std::array<int32_t, 3> shift;
+            errors.guard([&] {
+                const auto& bi = bin_of[i];
+                for (int64_t dx = -reach[0]; dx <= reach[0]; ++dx)
+                for (int64_t dy = -reach[1]; dy <= reach[1]; ++dy)
+                for (int64_t dz = -reach[2]; dz <= reach[2]; ++dz) {
+                    std::array<int64_t, 3> b{bi[0] + dx, bi[1] + dy, bi[2] + dz};
+                    std::array<int64_t, 3> image{0, 0, 0};
+                    bool inside = true;
                     for (int d = 0; d < 3; ++d) {
-                        shift[d] = static_cast<int32_t>(image[d]) - offset[3 * j + d] + offset[3 * i + d];
+                        if (box.periodic[d]) {
+                            image[d] = floor_div(b[d], n_bins[d]);
+                            b[d] -= image[d] * n_bins[d];
+                        } else if (b[d] < 0 || b[d] >= n_bins[d]) {
+                            inside = false;
+                        }
                     }
-                    mine.pairs.push_back(i);
-                    mine.pairs.push_back(j);
-                    for (int c = 0; c < 3; ++c) {
-                        double vc = positions[3 * j + c] - positions[3 * i + c];
-                        for (int d = 0; d < 3; ++d) vc += shift[d] * cell[3 * d + c];
-                        mine.vectors.push_back(vc);
-                        mine.shifts.push_back(shift[c]);
+                    if (!inside) continue;
+                    Vec3 translation{0, 0, 0};
+                    for (int d = 0; d < 3; ++d) {
+                        for (int c = 0; c < 3; ++c) translation[c] += image[d] * box.matrix[d][c];
+                    }
+                    const bool positive_image =
+                        image[0] > 0 || (image[0] == 0 && (image[1] > 0 || (image[1] == 0 && image[2] > 0)));
+                    const int64_t bin = (b[0] * n_bins[1] + b[1]) * n_bins[2] + b[2];
+                    for (int64_t k = bin_start[bin]; k < bin_start[bin + 1]; ++k) {
+                        const int64_t j = bin_atoms[k];
+                        if (j < i || (j == i && !positive_image)) continue;
+                        Vec3 v;
+                        for (int c = 0; c < 3; ++c) {
+                            v[c] = wrapped[3 * j + c] + translation[c] - wrapped[3 * i + c];
+                        }
+                        if (dot(v, v) >= cutoff2) continue;
+                        std::array<int32_t, 3> shift;
+                        for (int d = 0; d < 3; ++d) {
+                            shift[d] = static_cast<int32_t>(image[d]) - offset[3 * j + d] + offset[3 * i + d];
+                        }
+                        mine.pairs.push_back(i);
+                        mine.pairs.push_back(j);
+                        for (int c = 0; c < 3; ++c) {
+                            double vc = positions[3 * j + c] - positions[3 * i + c];
+                            for (int d = 0; d < 3; ++d) vc += shift[d] * cell[3 * d + c];
+                            mine.vectors.push_back(vc);
+                            mine.shifts.push_back(shift[c]);
+                        }
                     }
                 }
-            }
+            });
         }
     }
+    errors.rethrow();
 
     size_t n_total = 0;
     for (const auto& p : partial) n_total += p.pairs.size();
