@@ -119,6 +119,37 @@ def density(atoms_per_structure: np.ndarray, cells: np.ndarray, pbc: np.ndarray)
         )
 
 
+#: The cell list counts periodic images in int32 (as do the shifts); stay well inside that.
+MAX_IMAGE_INDEX = 2**30
+
+
+def image_counts(positions: np.ndarray, mask: np.ndarray, cells: np.ndarray, pbc: np.ndarray) -> None:
+    """Reject periodic lattice planes so close, for coordinates so far out, that an atom's
+    image index (coordinate / plane spacing) would overflow the kernels' int32 counters;
+    the answer would be silently wrong."""
+    if not pbc.any():
+        return
+    periodic = cells[:, pbc, :]  # [B, P, 3]
+    gram = periodic @ periodic.transpose(0, 2, 1)
+    # Spacing of the planes of lattice vector d within the periodic lattice: (P-volume) /
+    # ((P-1)-volume of the others), from Gram determinants.
+    full = np.linalg.det(gram)
+    reach = 2 * np.sqrt(3) * np.where(mask[..., None], np.abs(positions), 0).max(axis=(1, 2))
+    reach += np.sqrt(np.einsum("bij,bij->b", cells, cells))
+    for d in range(periodic.shape[1]):
+        others = [k for k in range(periodic.shape[1]) if k != d]
+        rest = np.linalg.det(gram[:, others][:, :, others]) if others else np.ones(len(cells))
+        spacing = np.sqrt(full / rest)
+        if np.any(reach > MAX_IMAGE_INDEX * spacing):
+            b = int(np.argmax(reach / spacing))
+            axis = int(np.flatnonzero(pbc)[d])
+            raise ValueError(
+                f"cell: lattice planes along periodic direction {axis} are {spacing[b]:.3g} Angstrom apart, "
+                f"too close for coordinates up to {np.abs(positions[b][mask[b]]).max():.3g} Angstrom "
+                "(more than 2^30 periodic images away); wrap the positions into the cell or check its units"
+            )
+
+
 def flag(value, name: str) -> bool:
     """A keyword flag that must really be a bool."""
     if not isinstance(value, (bool, np.bool_)):

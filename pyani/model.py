@@ -267,6 +267,7 @@ class Model:
         cells, pbc_ = _validate.cell_and_pbc(cell, pbc, nums.shape[0], batched)
         atom_counts = mask.sum(axis=1)
         _validate.density(atom_counts, cells, pbc_)
+        _validate.image_counts(pos, mask, cells, pbc_)
         volumes = None
         if stress:
             if not pbc_.any():

@@ -48,6 +48,12 @@ def model(backend):
         ({"cell": [[8, 0, 0], [16, 0, 0], [0, 0, 8]]}, ValueError, "cell is singular"),
         ({"cell": CELL * np.nan}, ValueError, "cell contains NaN"),
         ({"cell": CELL / 8}, ValueError, "cell is too small: 0.2 Angstrom.3 per atom"),
+        (  # image indices beyond int32 gave a wrong energy (113 Ha instead of 264 Ha)
+            {"cell": np.diag([0.04, 10, 10]), "pbc": [True, False, False], "positions": METHANE_R + [9e7, 0, 0]},
+            ValueError,
+            "cell: lattice planes along periodic direction 0 are 0.04 Angstrom apart, too close for coordinates",
+        ),
+        ({"cell": CELL, "positions": METHANE_R + 5e7}, None, None),
         ({"cell": CELL, "pbc": [True, True, False], "stress": True}, None, None),
         ({"stress": True}, ValueError, "stress=True needs a periodic system"),
         (
