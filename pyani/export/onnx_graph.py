@@ -119,13 +119,14 @@ def build_model(ens: Ensemble):
     def activation(z: str, tag: str) -> str:
         # h = relu(z) + exp(min(z, 0)) = celu(alpha z)/alpha + 1, from ops ONNX Runtime
         # vectorises (its Celu is scalar: 1.7 ms vs ~0.55 ms on 8 x 1024 x 160 floats).
+        # min(z, 0) as Clip: ONNX Runtime's Min broadcasts a scalar at half Clip's speed.
         relu = b.node(main, "Relu", [z], f"{tag}_relu")
-        neg = b.node(main, "Exp", [b.node(main, "Min", [z, zero], f"{tag}_neg")], f"{tag}_exp")
+        neg = b.node(main, "Exp", [b.node(main, "Clip", [z, "", zero], f"{tag}_neg")], f"{tag}_exp")
         return b.node(main, "Add", [relu, neg], f"{tag}_h")
 
     def derivative(h: str, tag: str) -> str:
         # d h / d z = 1 for z > 0 (h > 1), exp(z) = h otherwise: min(h, 1)
-        return b.node(grad, "Min", [h, one], f"{tag}_dh")
+        return b.node(grad, "Clip", [h, "", one], f"{tag}_dh")
 
     chunks = [b.name(f"aev_{el}") for el in ens.elements]
     main.append(helper.make_node("Split", ["aev", "counts"], chunks, name="split_by_element", axis=0))
