@@ -35,6 +35,8 @@ def numbers(value, species_of: np.ndarray) -> tuple[np.ndarray, bool]:
     if raw.size == 0:
         raise ValueError("numbers must contain at least one atom")
     out = raw.astype(np.int64).reshape(-1, raw.shape[-1])
+    if out.min() > 0 and out.max() < len(species_of) and species_of[out].min() >= 0:
+        return out, raw.ndim == 2  # the common case: no padding, all elements known
     bad = out[(out < -1) | (out == 0)]
     if bad.size:
         raise ValueError(f"numbers must be positive atomic numbers (-1 marks padding), got {bad[0]}")
@@ -58,7 +60,7 @@ def positions(value, shape: tuple[int, int], batched: bool, mask: np.ndarray) ->
     if out.shape != want:
         raise ValueError(f"positions must have shape {want} to match numbers, got {out.shape}")
     out = out.reshape(*shape, 3)
-    real = out[mask]
+    real = out if mask.all() else out[mask]
     if not np.all(np.isfinite(real)):
         raise ValueError("positions contains NaN or infinite values")
     if real.size and np.abs(real).max() > MAX_COORDINATE:

@@ -312,10 +312,13 @@ class Model:
 
         # Float64 from here on: sums over many atoms keep their digits.
         member_atomic = member_atomic[:, rows].astype(np.float64)  # [M, A], atom order
-        starts = np.concatenate([[0], np.cumsum(atom_counts)[:-1]])
         self_energy = self.self_energies[species]
-        members = np.add.reduceat(member_atomic, starts, axis=1).T  # [B, M]
-        members += np.add.reduceat(self_energy, starts)[:, None]
+        if len(atom_counts) == 1:
+            members = member_atomic.sum(axis=1)[None, :] + self_energy.sum()  # [1, M]
+        else:
+            starts = np.concatenate([[0], np.cumsum(atom_counts)[:-1]])
+            members = np.add.reduceat(member_atomic, starts, axis=1).T  # [B, M]
+            members += np.add.reduceat(self_energy, starts)[:, None]
         # mean and std written out: numpy's own cost tens of microseconds per small molecule
         n_members = self.ensemble_size
         energy = members.sum(axis=1) / n_members
