@@ -22,7 +22,7 @@ import numpy as np
 import systems
 
 import pyani
-from pyani import _backend
+from pyani import _backend, _onnx_file, _runtime
 
 HERE = Path(__file__).resolve().parent
 
@@ -91,36 +91,104 @@ def figure(seconds, count, unit):
     return seconds * 1e3 if unit == "ms" else count / seconds
 
 
-def profile(model, numbers, positions, cell):
-    """Seconds per stage of one Model.compute (a molecule when cell is None), as model.py
-    calls them."""
-    k, n = model._kernels, len(numbers)
-    species = model._species_of[numbers]
+def _system(model, numbers, positions, cell):
+    """Species, pairs, vectors and AEV rows of a molecule, a box, or a padded batch (each
+    molecule's pairs offset into one atom list), as Model.compute builds them."""
+    k = model._kernels
+    numbers = np.atleast_2d(numbers)
+    positions = positions.reshape(*numbers.shape, 3)
     pbc = np.full(3, cell is not None)
     cell = np.zeros((3, 3)) if cell is None else cell
-    nl = lambda: k.neighbor_list(positions, cell, pbc, model.cutoff, model._n_threads)  # noqa: E731
-    pairs, _, vectors = nl()
+    species, pairs, vectors, offset = [], [], [], 0
+    for z, x in zip(numbers, positions):
+        x = x[z >= 0]
+        p, _, v = k.neighbor_list(x, cell, pbc, model.cutoff, model._n_threads)
+        species.append(model._species_of[z[z >= 0]])
+        pairs.append(p + offset)
+        vectors.append(v)
+        offset += len(x)
+    species = np.concatenate(species)
     order = np.argsort(species, kind="stable")
-    rows = np.empty(n, np.int64)
-    rows[order] = np.arange(n)
+    rows = np.empty(len(species), np.int64)
+    rows[order] = np.arange(len(species))
+    return species, np.concatenate(pairs), np.concatenate(vectors), rows, pbc, cell
+
+
+NETWORKS = "networks (ONNX, E and dE/dAEV)"
+
+
+def profile(model, numbers, positions, cell):
+    """Seconds per stage of one Model.compute (molecule, box or padded batch), as model.py
+    calls them, plus the FLOPs of the networks (see network_flops)."""
+    k = model._kernels
+    species, pairs, vectors, rows, pbc, box = _system(model, numbers, positions, cell)
+    n = len(species)
+    nl = lambda: [  # noqa: E731
+        k.neighbor_list(x[z >= 0], box, pbc, model.cutoff, model._n_threads)
+        for z, x in zip(np.atleast_2d(numbers), positions.reshape(*np.atleast_2d(numbers).shape, 3))
+    ]
     counts = np.bincount(species, minlength=len(model.elements))
     session, columns = model._session_for(counts)
     aev = lambda: k.aev(model._params, species, pairs, vectors, rows, n, model._n_threads, columns)  # noqa: E731
     x = aev()
-    feed = {"aev": x, "counts": counts, "with_gradient": np.array(True)}
-    _, grad = session.run(None, feed)
+    _, grad = model._networks(session, x, counts, True)
     back = lambda: k.aev_backward(  # noqa: E731
         model._params, species, pairs, vectors, rows, grad, model._n_threads, columns
     )
     gv = back()
-    return {
+    stages = {
         "neighbour list": timeit(nl),
         "AEV": timeit(aev),
-        "networks (ONNX, E and dE/dAEV)": timeit(lambda: session.run(None, feed)),
+        NETWORKS: timeit(lambda: model._networks(session, x, counts, True)),
         "AEV backward": timeit(back),
         "pair forces": timeit(lambda: k.pair_forces(n, pairs, gv)),
-        "whole compute": timeit(lambda: model.compute(numbers, positions, cell if pbc.any() else None)),
+        "whole compute": timeit(lambda: model.compute(numbers, positions, cell)),
     }
+    n_columns = x.shape[1] if columns is None else len(columns)
+    return stages, network_flops(model, counts, n_columns)
+
+
+def network_flops(model, counts, n_columns):
+    """Floating-point operations of the networks for E and dE/dAEV: per atom and member,
+    2 * in * out for each layer forward and each layer but the output one backward (the
+    output layer's backward is a constant), with n_columns AEV columns in the first layer."""
+    names = [f"{el}_w{k}" for el in model.elements for k in range(1, 10)]
+    data = model._model if isinstance(model._model, bytes) else Path(model._model).read_bytes()
+    weights = _onnx_file.read_initializers(data, names)
+    members, total = model.ensemble_size, 0
+    for el, count in zip(model.elements, counts):
+        sizes = [weights[f"{el}_w1"].shape[1] // members]  # w1 is [D, M * H1]
+        k = 2
+        while f"{el}_w{k}" in weights:
+            sizes.append(weights[f"{el}_w{k}"].shape[2])  # hidden / output: [M, in, out]
+            k += 1
+        widths = [n_columns, *sizes]
+        forward = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+        backward = sum(a * b for a, b in zip(widths[:-2], widths[1:-1]))
+        total += 2 * members * (forward + backward) * int(count)
+    return total
+
+
+def sgemm_peak(threads):
+    """FLOP/s of one 2048^3 float32 MatMul in ONNX Runtime with these threads: the most the
+    networks could reach on this machine."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    size = 2048
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        "sgemm",
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [size, size]) for x in "ab"],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [size, size])],
+    )
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx_model.ir_version = 8
+    options = _runtime.session_options(threads, spinning=True)
+    session = ort.InferenceSession(onnx_model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    seconds = timeit(lambda: session.run(None, {"a": a, "b": a}), budget=2.0)
+    return 2 * size**3 / seconds
 
 
 COLD = """
@@ -252,14 +320,44 @@ def main():
         print(line)
         results["workloads"][name] = {"unit": unit, **row}
 
-    wz, wp, wc = systems.water_box(512)
-    az, ap = systems.aspirin()
+    profiled = {
+        "aspirin": (*systems.aspirin(), None, 1, "ms"),
+        "batch 100 molecules": (*systems.drug_like_batch(100), None, 100, "molecules/s"),
+        "1536-atom water box": (*systems.water_box(512), 1536, "atoms/s"),
+    }
+    floors = {}
     for b, m in models.items():
-        for label, stages in (("1536-atom water box", profile(m, wz, wp, wc)), ("aspirin", profile(m, az, ap, None))):
+        for label, (z, p, c, _, _) in profiled.items():
+            stages, flops = profile(m, z, p, c)
             results["profile"][f"{b}, {label}"] = stages
+            floors.setdefault(label, (flops, {}))[1][b] = stages
             print(f"\nprofile, {b}, {label} E+F (ms):")
             for stage, seconds in stages.items():
                 print(f"  {stage:<32}{seconds * 1e3:>8.2f}")
+
+    peak = sgemm_peak(args.threads)
+    results["sgemm_peak_flops"] = peak
+    best = backends[0]
+    print(
+        f"\narithmetic floor: network FLOPs at ONNX Runtime's 2048^3 sgemm rate ({peak / 1e9:.0f} GFLOP/s), "
+        f"then plus the measured {best} kernels (neighbour list, AEV, backward, pair forces); E+F"
+    )
+    print(f"{'workload':<22}{'GFLOP':>8}{'networks':>10}{'+ kernels':>11}{'best figure':>14}{'measured':>11}  unit")
+    for label, (flops, stages) in floors.items():
+        _, _, _, count, unit = profiled[label]
+        kernels = sum(v for k, v in stages[best].items() if k not in ("whole compute", NETWORKS))
+        networks_floor = flops / peak
+        measured = stages[best]["whole compute"]
+        results.setdefault("floor", {})[label] = {
+            "network_flops": flops,
+            "networks_s": networks_floor,
+            "kernels_s": kernels,
+            "best_figure": figure(networks_floor + kernels, count, unit),
+        }
+        print(
+            f"{label:<22}{flops / 1e9:>8.3f}{networks_floor * 1e3:>8.2f}ms{(networks_floor + kernels) * 1e3:>9.2f}ms"
+            f"{figure(networks_floor + kernels, count, unit):>14.4g}{figure(measured, count, unit):>11.4g}  {unit}"
+        )
 
     print("\ncold start (new process: import, load ani-1ccx, methane E+F; median of 5):")
     for b in backends:
