@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "aev.hpp"
+#include "large_buffer.hpp"
 #include "parallel.hpp"
 
 #ifndef PYANI_KERNEL_ISA
@@ -164,10 +165,10 @@ void cutoff_cosine(const double* r, size_t n, double rc, double* fc, double* dfc
 // The half list seen from each atom: entry e of atom i is pair `pair[e]`, walked from i
 // (sign +1: i is the pair's first atom, the vector as stored; -1: reversed).
 struct Directed {
-    std::vector<int64_t> start;  // [n_atoms + 1]
-    std::vector<int64_t> pair;
-    std::vector<int8_t> sign;
-    std::vector<int64_t> entries;  // [n_pairs, 2]: pair p's entries from its first and second atom (backward only)
+    LargeVector<int64_t> start;  // [n_atoms + 1]
+    LargeVector<int64_t> pair;
+    LargeVector<int8_t> sign;
+    LargeVector<int64_t> entries;  // [n_pairs, 2]: pair p's entries from its first and second atom (backward only)
 };
 
 Directed directed_neighbors(int64_t n_atoms, int64_t n_pairs, const int64_t* pairs, bool with_entries) {
@@ -181,7 +182,7 @@ Directed directed_neighbors(int64_t n_atoms, int64_t n_pairs, const int64_t* pai
     dir.pair.resize(2 * n_pairs);
     dir.sign.resize(2 * n_pairs);
     if (with_entries) dir.entries.resize(2 * n_pairs);
-    std::vector<int64_t> fill(dir.start.begin(), dir.start.end() - 1);
+    LargeVector<int64_t> fill(dir.start.begin(), dir.start.end() - 1);
     for (int64_t p = 0; p < n_pairs; ++p) {
         const int64_t first = fill[pairs[2 * p]]++, second = fill[pairs[2 * p + 1]]++;
         dir.pair[first] = dir.pair[second] = p;
@@ -709,7 +710,7 @@ void aev_backward(const AEVParams& prm, int64_t n_atoms, const int32_t* species,
     const Directed& dir = t.dir;
     // Gradient per directed entry: atom i writes only its own entries, so no atomics. Left
     // uninitialised here: each atom zeroes its own entries, in parallel (1.4 GB for 1M atoms).
-    std::unique_ptr<double[]> grad_entry(new double[3 * dir.pair.size()]);
+    LargeArray<double> grad_entry = make_large_array<double>(3 * dir.pair.size());
     auto run = fixed_sizes(prm) ? backward_atoms<16, 4, 8> : backward_atoms<0, 0, 0>;
     run(prm, t, n_atoms, species, pairs, vectors, rows, features, n_features, grad_aev, grad_entry.get(), n_threads);
     // dE/d(vector of p) = (gradient seen from its first atom) - (from its second atom), in a

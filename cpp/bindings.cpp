@@ -42,10 +42,11 @@ void require_shape(const Array<T>& a, const char* name, std::vector<py::ssize_t>
 }
 
 // Hands a std::vector to NumPy without copying it.
-template <typename T>
-py::array_t<T> to_numpy(std::vector<T>&& data, std::vector<py::ssize_t> shape) {
-    auto* owner = new std::vector<T>(std::move(data));
-    py::capsule free_when_done(owner, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+template <typename T, typename Allocator>
+py::array_t<T> to_numpy(std::vector<T, Allocator>&& data, std::vector<py::ssize_t> shape) {
+    using Vector = std::vector<T, Allocator>;
+    auto* owner = new Vector(std::move(data));
+    py::capsule free_when_done(owner, [](void* p) { delete static_cast<Vector*>(p); });
     return py::array_t<T>(shape, owner->data(), free_when_done);
 }
 

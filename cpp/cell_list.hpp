@@ -5,15 +5,17 @@
 #include <cstdint>
 #include <vector>
 
+#include "large_buffer.hpp"
+
 namespace pyani {
 
 // A half neighbour list: each pair (i, j, shift) appears once, with i < j, or i == j
 // and a shift that is lexicographically positive (an atom and its own image).
 // vector = positions[j] - positions[i] + shift @ cell, in the frame of the input positions.
 struct NeighborList {
-    std::vector<int64_t> pairs;    // [n_pairs, 2]
-    std::vector<int32_t> shifts;   // [n_pairs, 3] integer lattice translations
-    std::vector<double> vectors;   // [n_pairs, 3] Angstrom
+    LargeVector<int64_t> pairs;    // [n_pairs, 2]
+    LargeVector<int32_t> shifts;   // [n_pairs, 3] integer lattice translations
+    LargeVector<double> vectors;   // [n_pairs, 3] Angstrom
     int64_t size() const { return static_cast<int64_t>(pairs.size() / 2); }
 };
 
