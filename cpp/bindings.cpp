@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -11,6 +12,7 @@
 
 #include "aev.hpp"
 #include "cell_list.hpp"
+#include "large_buffer.hpp"
 #include "parallel.hpp"
 
 namespace py = pybind11;
@@ -126,6 +128,12 @@ PYBIND11_MODULE(_core, m) {
              py::arg("shf_a"), py::arg("shf_z"))
         .def_property_readonly("length", &AEVParams::length);
 
+    py::class_<Scratch, std::shared_ptr<Scratch>>(
+        m, "Scratch", "Big buffers that aev and aev_backward reuse from call to call (freed with it).")
+        .def(py::init<>())
+        .def_property_readonly("retained_bytes", &Scratch::retained_bytes,
+                               "Bytes held, in use or free for the next call.");
+
     m.def(
         "neighbor_list",
         [](Array<double> positions, Array<double> cell, Array<bool> pbc, double cutoff, int n_threads) {
@@ -151,7 +159,8 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "aev",
         [](const AEVParams& prm, Array<int32_t> species, Array<int64_t> pairs, Array<double> vectors,
-           Array<int64_t> rows, int64_t n_rows, int n_threads, py::object features, const std::string& isa) {
+           Array<int64_t> rows, int64_t n_rows, int n_threads, py::object features, const std::string& isa,
+           std::shared_ptr<Scratch> scratch) {
             const AEVKernels kernels = aev_kernels(isa);
             check_atoms(prm, species, rows, n_rows);
             check_pairs(pairs, vectors, species.shape(0));
@@ -161,6 +170,7 @@ PYBIND11_MODULE(_core, m) {
             float* data = out.mutable_data();
             {
                 py::gil_scoped_release release;
+                ScratchScope scope(scratch.get());
                 // Rows not named in `rows` (none in normal use) must not hold garbage.
                 if (n_rows != species.shape(0)) std::fill(data, data + n_rows * width, 0.0f);
                 kernels.forward(prm, species.shape(0), species.data(), pairs.shape(0), pairs.data(),
@@ -170,15 +180,16 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("params"), py::arg("species"), py::arg("pairs"), py::arg("vectors"), py::arg("rows"),
         py::arg("n_rows"), py::arg("n_threads") = 0, py::arg("features") = py::none(), py::kw_only(),
-        py::arg("isa") = "auto",
+        py::arg("isa") = "auto", py::arg("scratch") = nullptr,
         "AEVs [n_rows, len(features)] (float32; features: columns of the full layout to keep, "
-        "default all); atom i goes to row rows[i]. isa: compiled variant (kernel_isas()).");
+        "default all); atom i goes to row rows[i]. isa: compiled variant (kernel_isas()). "
+        "scratch: a Scratch whose big buffers this call reuses and returns.");
 
     m.def(
         "aev_backward",
         [](const AEVParams& prm, Array<int32_t> species, Array<int64_t> pairs, Array<double> vectors,
            Array<int64_t> rows, Array<float> grad_aev, int n_threads, py::object features,
-           const std::string& isa) {
+           const std::string& isa, std::shared_ptr<Scratch> scratch) {
             const AEVKernels kernels = aev_kernels(isa);
             const std::vector<int64_t> columns = check_features(prm, features);
             const int64_t width = static_cast<int64_t>(columns.size());
@@ -189,6 +200,7 @@ PYBIND11_MODULE(_core, m) {
             double* data = out.mutable_data();
             {
                 py::gil_scoped_release release;
+                ScratchScope scope(scratch.get());
                 kernels.backward(prm, species.shape(0), species.data(), pairs.shape(0), pairs.data(),
                                  vectors.data(), rows.data(), columns.data(), width, grad_aev.data(), data,
                                  n_threads);
@@ -197,7 +209,8 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("params"), py::arg("species"), py::arg("pairs"), py::arg("vectors"), py::arg("rows"),
         py::arg("grad_aev"), py::arg("n_threads") = 0, py::arg("features") = py::none(), py::kw_only(),
-        py::arg("isa") = "auto", "dE/d(vectors) [P,3] from dE/dAEV [n_rows, len(features)].");
+        py::arg("isa") = "auto", py::arg("scratch") = nullptr,
+        "dE/d(vectors) [P,3] from dE/dAEV [n_rows, len(features)]. scratch: as for aev.");
 
     m.def(
         "pair_forces",

@@ -3,12 +3,20 @@
 // a time: at 98k waters that was 126k faults and 0.5 s of system time per 2.6 s call.
 // Buffers of 2 MB or more are therefore aligned to 2 MB and advised to use transparent huge
 // pages (as NumPy does for its arrays), which makes the faults 512 times fewer.
+//
+// Fresh memory stays expensive even so (the kernel clears it, and on a virtual machine the
+// host may have to back it: up to 2 s of system time per GB here), so a model also keeps a
+// Scratch pool: inside a ScratchScope, which the bindings open around one AEV call, big
+// buffers come from the pool and go back to it, and the next call reuses them.
 #pragma once
 
 #include <cstddef>
 #include <cstdlib>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <new>
+#include <unordered_map>
 #include <vector>
 
 #if defined(__linux__)
@@ -19,10 +27,9 @@ namespace pyani {
 
 constexpr size_t HUGE_PAGE = size_t(2) << 20;
 
-// Memory for n objects of T, released with std::free; throws std::bad_alloc.
-template <typename T>
-T* allocate_large(size_t n) {
-    const size_t bytes = n * sizeof(T);
+// A new block of at least `bytes`, 2 MB aligned and advised to use huge pages when that big;
+// release with std::free. Throws std::bad_alloc.
+inline void* allocate_block(size_t bytes) {
     void* p = nullptr;
     if (bytes >= HUGE_PAGE) {
         const size_t rounded = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;  // aligned_alloc wants a multiple
@@ -34,7 +41,86 @@ T* allocate_large(size_t n) {
         p = std::malloc(bytes > 0 ? bytes : 1);
     }
     if (!p) throw std::bad_alloc();
-    return static_cast<T*>(p);
+    return p;
+}
+
+// Big buffers kept between calls for reuse. Thread-safe; what it holds is freed with it.
+// Blocks taken inside a ScratchScope must be given back inside it (kernel-local buffers
+// only: nothing that is handed to NumPy).
+class Scratch {
+public:
+    Scratch() = default;
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+    ~Scratch() {
+        for (auto& [size, p] : free_) std::free(p);
+    }
+
+    // A free block of `bytes` to twice that (a bigger one would strand memory), else a new one.
+    void* take(size_t bytes) {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            auto it = free_.lower_bound(bytes);
+            if (it != free_.end() && it->first <= 2 * bytes) {
+                void* p = it->second;
+                free_.erase(it);
+                return p;
+            }
+        }
+        void* p = allocate_block(bytes);
+        std::lock_guard<std::mutex> lock(mutex_);
+        owned_[p] = bytes;
+        retained_ += bytes;
+        return p;
+    }
+
+    // Keeps p for reuse if it came from this pool; false otherwise (the caller frees it).
+    bool give(void* p) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        auto it = owned_.find(p);
+        if (it == owned_.end()) return false;
+        free_.emplace(it->second, p);
+        return true;
+    }
+
+    size_t retained_bytes() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return retained_;
+    }
+
+private:
+    mutable std::mutex mutex_;
+    std::multimap<size_t, void*> free_;          // size -> block
+    std::unordered_map<void*, size_t> owned_;    // every block this pool made, in use or free
+    size_t retained_ = 0;
+};
+
+// The pool that big allocations of this thread use, if any (set by ScratchScope).
+inline thread_local Scratch* active_scratch = nullptr;
+
+class ScratchScope {
+public:
+    explicit ScratchScope(Scratch* scratch) : previous_(active_scratch) { active_scratch = scratch; }
+    ~ScratchScope() { active_scratch = previous_; }
+    ScratchScope(const ScratchScope&) = delete;
+    ScratchScope& operator=(const ScratchScope&) = delete;
+
+private:
+    Scratch* previous_;
+};
+
+// Memory for n objects of T: from the active pool when big, else new; release with
+// release_large. Throws std::bad_alloc.
+template <typename T>
+T* allocate_large(size_t n) {
+    const size_t bytes = n * sizeof(T);
+    if (bytes >= HUGE_PAGE && active_scratch) return static_cast<T*>(active_scratch->take(bytes));
+    return static_cast<T*>(allocate_block(bytes));
+}
+
+inline void release_large(void* p) {
+    if (p && active_scratch && active_scratch->give(p)) return;
+    std::free(p);
 }
 
 template <typename T>
@@ -44,7 +130,7 @@ struct LargeAllocator {
     template <typename U>
     LargeAllocator(const LargeAllocator<U>&) {}
     T* allocate(size_t n) { return allocate_large<T>(n); }
-    void deallocate(T* p, size_t) { std::free(p); }
+    void deallocate(T* p, size_t) { release_large(p); }
     template <typename U>
     bool operator==(const LargeAllocator<U>&) const { return true; }
     template <typename U>
@@ -54,13 +140,13 @@ struct LargeAllocator {
 template <typename T>
 using LargeVector = std::vector<T, LargeAllocator<T>>;
 
-struct FreeDeleter {
-    void operator()(void* p) const { std::free(p); }
+struct ReleaseLarge {
+    void operator()(void* p) const { release_large(p); }
 };
 
 // An uninitialised array of n objects of T (trivial types only).
 template <typename T>
-using LargeArray = std::unique_ptr<T[], FreeDeleter>;
+using LargeArray = std::unique_ptr<T[], ReleaseLarge>;
 
 template <typename T>
 LargeArray<T> make_large_array(size_t n) {

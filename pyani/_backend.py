@@ -1,7 +1,7 @@
 """Pick the kernel backend: the C++ core ("cpp") or its Numba twin ("numba").
 
 Both expose the same functions with the same signatures and output order:
-``make_params``, ``neighbor_list``, ``aev``, ``aev_backward``, ``pair_forces``.
+``make_params``, ``make_scratch``, ``neighbor_list``, ``aev``, ``aev_backward``, ``pair_forces``.
 The choice is the ``backend`` argument, else the ``PYANI_BACKEND`` environment variable,
 else "auto": the C++ core when its extension imports, Numba otherwise (with a warning).
 """

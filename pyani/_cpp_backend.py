@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._core import AEVParams as _AEVParams
+from ._core import Scratch as _Scratch
 from ._core import aev, aev_backward, neighbor_list, pair_forces
 
 
@@ -21,4 +22,10 @@ def make_params(aev: dict, n_species: int) -> _AEVParams:
     )
 
 
-__all__ = ["aev", "aev_backward", "make_params", "neighbor_list", "pair_forces"]
+def make_scratch() -> _Scratch:
+    """A pool of big buffers that aev and aev_backward reuse from call to call: a model keeps
+    one, so repeated calls on a big system do not fault in fresh memory each time."""
+    return _Scratch()
+
+
+__all__ = ["aev", "aev_backward", "make_params", "make_scratch", "neighbor_list", "pair_forces"]

@@ -141,6 +141,9 @@ class Model:
         if metadata["aev"].get("cutoff_fn", "cosine") != "cosine":
             raise ValueError(f"{source}: unsupported cutoff function {metadata['aev']['cutoff_fn']!r}")
         self._params = kernels.make_params(metadata["aev"], len(self.elements))
+        # Big kernel buffers kept for the next call (C++ core): up to ~2.5 KB per atom of the
+        # largest system computed, freed with the model.
+        self._scratch = kernels.make_scratch()
         self._species_of = np.full(max(self.atomic_numbers) + 1, -1, dtype=np.int32)
         self._species_of[self.atomic_numbers] = np.arange(len(self.elements), dtype=np.int32)
 
@@ -305,7 +308,9 @@ class Model:
         rows[order] = np.arange(n_atoms)
         counts = np.bincount(species, minlength=len(self.elements)).astype(np.int64)
         session, columns = self._session_for(counts)
-        aev = k.aev(self._params, species, pairs, vectors, rows, n_atoms, self._n_threads, columns)
+        aev = k.aev(
+            self._params, species, pairs, vectors, rows, n_atoms, self._n_threads, columns, scratch=self._scratch
+        )
         want_gradient = forces or stress
         member_atomic, aev_grad = self._networks(session, aev, counts, want_gradient)
         del aev  # up to 1.5 KB per atom: free (when not reused for the gradient) before the backward
@@ -339,7 +344,7 @@ class Model:
             result.atomic_energies = scatter(member_atomic.mean(axis=0) + self_energy)
         if want_gradient:
             grad_vectors = k.aev_backward(
-                self._params, species, pairs, vectors, rows, aev_grad, self._n_threads, columns
+                self._params, species, pairs, vectors, rows, aev_grad, self._n_threads, columns, scratch=self._scratch
             )
             if forces:
                 result.forces = scatter(k.pair_forces(n_atoms, pairs, grad_vectors))

@@ -167,10 +167,11 @@ def _features(params: AEVParams, features) -> np.ndarray:
     return features
 
 
-def aev(params, species, pairs, vectors, rows, n_rows, n_threads=0, features=None):
+def aev(params, species, pairs, vectors, rows, n_rows, n_threads=0, features=None, *, scratch=None):
     """AEVs [n_rows, len(features)] (float32) of atoms with species [N] (0..n_species-1), from
     the half list pairs [P,2] / vectors [P,3] (Angstrom); atom i goes to row rows[i].
-    features: the columns of the full AEV layout to keep (default all)."""
+    features: the columns of the full AEV layout to keep (default all). scratch: from
+    make_scratch(), None here (the C++ core reuses big buffers through it)."""
     species = _array(species, np.int32)
     pairs = _array(pairs, np.int64)
     vectors = _array(vectors, np.float64)
@@ -186,7 +187,7 @@ def aev(params, species, pairs, vectors, rows, n_rows, n_threads=0, features=Non
     return out
 
 
-def aev_backward(params, species, pairs, vectors, rows, grad_aev, n_threads=0, features=None):
+def aev_backward(params, species, pairs, vectors, rows, grad_aev, n_threads=0, features=None, *, scratch=None):
     """dE/d(vectors) [P,3] (float64, Hartree/Angstrom) from dE/dAEV grad_aev
     [n_rows, len(features)] (float32, Hartree); other arguments as for `aev`."""
     species = _array(species, np.int32)
@@ -212,4 +213,9 @@ def pair_forces(n_atoms, pairs, grad_vectors):
     return _aev.pair_forces(n_atoms, pairs, grad_vectors)
 
 
-__all__ = ["aev", "aev_backward", "make_params", "neighbor_list", "pair_forces"]
+def make_scratch() -> None:
+    """No reusable buffers here: NumPy and Numba's own allocator manage the temporaries."""
+    return None
+
+
+__all__ = ["aev", "aev_backward", "make_params", "make_scratch", "neighbor_list", "pair_forces"]

@@ -1,0 +1,76 @@
+"""The C++ core's Scratch pool: big kernel buffers (2 MB and more) that a model keeps and
+reuses from call to call. Reuse must not change a single bit, must not grow the pool on
+repeated calls, and must hold up under concurrent calls."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from conftest import get_model
+from oracles import water_box
+
+from pyani import _backend
+
+pytestmark = pytest.mark.skipif(not _backend.cpp_available(), reason="the C++ core is not built")
+
+
+@pytest.fixture(scope="module")
+def big_box():
+    # 16^3 waters: ~3.5e5 pairs, so the directed tables and per-entry gradients exceed 2 MB.
+    return water_box(np.random.default_rng(5), 16)
+
+
+def test_reused_buffers_change_no_bit_and_the_pool_does_not_grow(big_box):
+    from pyani import _core
+
+    model = get_model("ani-1x", "cpp")
+    numbers, positions, cell = big_box
+    k, params = model._kernels, model._params
+    species = model._species_of[numbers]
+    pairs, _, vectors = k.neighbor_list(positions, cell, np.ones(3, bool), model.cutoff, 2)
+    rows = np.arange(len(numbers))
+    grad = np.random.default_rng(0).standard_normal((len(numbers), params.length)).astype(np.float32)
+
+    fresh_aev = k.aev(params, species, pairs, vectors, rows, len(numbers), 2)
+    fresh_grad = k.aev_backward(params, species, pairs, vectors, rows, grad, 2)
+    scratch = _core.Scratch()
+    sizes = []
+    for _ in range(3):
+        np.testing.assert_array_equal(
+            k.aev(params, species, pairs, vectors, rows, len(numbers), 2, scratch=scratch), fresh_aev
+        )
+        np.testing.assert_array_equal(
+            k.aev_backward(params, species, pairs, vectors, rows, grad, 2, scratch=scratch), fresh_grad
+        )
+        sizes.append(scratch.retained_bytes)
+    assert sizes[0] > 2 * len(pairs) * 8  # the directed tables went through the pool
+    assert sizes[1] == sizes[0] and sizes[2] == sizes[0]  # and were reused, not re-made
+
+
+def test_model_reuses_its_pool_and_stays_thread_safe(big_box):
+    model = get_model("ani-1x", "cpp")
+    numbers, positions, cell = big_box
+    first = model.compute(numbers, positions, cell)
+    retained = model._scratch.retained_bytes
+    assert retained > 0
+    results, errors = [], []
+
+    def work():
+        try:
+            results.append(model.compute(numbers, positions, cell))
+        except Exception as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for r in results:
+        assert r.energy == first.energy
+        np.testing.assert_array_equal(r.forces, first.forces)
+    # Concurrent calls may each need their own buffers, but never more than one set per call.
+    assert model._scratch.retained_bytes <= 4 * retained
