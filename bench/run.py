@@ -260,9 +260,10 @@ def sweep(backend, threads, max_atoms):
         per_atom = {r["atoms"]: 1 / r["atoms_per_s"] for r in rows}
         relative = per_atom[rows[-1]["atoms"]] / per_atom[1536] if 1536 in per_atom else float("nan")
         rows[-1]["time_per_atom_vs_1536"] = relative
+        versus = f"time/atom {relative:.2f}x the 1536-atom box's" if relative == relative else ""
         print(
             f"  {rows[-1]['atoms']:>9d} atoms  {rows[-1]['atoms_per_s']:>10.0f} atoms/s  "
-            f"{rows[-1]['peak_rss_mb']:>8.0f} MB  time/atom {relative:.2f}x the 1536-atom box's"
+            f"{rows[-1]['peak_rss_mb']:>8.0f} MB  {versus}"
         )
     try:
         import matplotlib
