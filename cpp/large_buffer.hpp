@@ -56,7 +56,10 @@ public:
         for (auto& [size, p] : free_) std::free(p);
     }
 
-    // A free block of `bytes` to twice that (a bigger one would strand memory), else a new one.
+    // A free block of `bytes` to twice that (a bigger one would strand memory), else a new
+    // one with 1/8 headroom, so that the next call of an MD run, a few pairs more, still fits.
+    // A miss also frees the free blocks it outgrew (from bytes/2 to bytes): without that, a
+    // run whose pair count keeps setting new highs would keep every older block.
     void* take(size_t bytes) {
         {
             std::lock_guard<std::mutex> lock(mutex_);
@@ -66,11 +69,18 @@ public:
                 free_.erase(it);
                 return p;
             }
+            for (auto old = free_.lower_bound(bytes / 2); old != free_.end() && old->first < bytes;) {
+                std::free(old->second);
+                owned_.erase(old->second);
+                retained_ -= old->first;
+                old = free_.erase(old);
+            }
         }
-        void* p = allocate_block(bytes);
+        const size_t size = bytes + bytes / 8;
+        void* p = allocate_block(size);
         std::lock_guard<std::mutex> lock(mutex_);
-        owned_[p] = bytes;
-        retained_ += bytes;
+        owned_[p] = size;
+        retained_ += size;
         return p;
     }
 

@@ -74,3 +74,29 @@ def test_model_reuses_its_pool_and_stays_thread_safe(big_box):
         np.testing.assert_array_equal(r.forces, first.forces)
     # Concurrent calls may each need their own buffers, but never more than one set per call.
     assert model._scratch.retained_bytes <= 4 * retained
+
+
+def kernel_calls(model, scratch, numbers, positions, cell):
+    """One AEV and one backward call through `scratch`; returns the bytes it then holds."""
+    k, params = model._kernels, model._params
+    species = model._species_of[numbers]
+    pairs, _, vectors = k.neighbor_list(positions, cell, np.ones(3, bool), model.cutoff, 2)
+    rows = np.arange(len(numbers))
+    k.aev(params, species, pairs, vectors, rows, len(numbers), 2, scratch=scratch)
+    grad = np.zeros((len(numbers), params.length), dtype=np.float32)
+    k.aev_backward(params, species, pairs, vectors, rows, grad, 2, scratch=scratch)
+    return scratch.retained_bytes
+
+
+def test_the_pool_keeps_about_one_set_of_buffers_as_systems_change():
+    from pyani import _core
+
+    model = get_model("ani-1x", "cpp")
+    rng = np.random.default_rng(11)
+    one_set = kernel_calls(model, _core.Scratch(), *water_box(rng, 16))
+    scratch = _core.Scratch()
+    # Growing systems, then an MD-like run whose pair count fluctuates and sets new highs:
+    # each outgrown block must be let go, and small fluctuations must reuse the blocks.
+    held = [kernel_calls(model, scratch, *water_box(rng, n)) for n in (13, 14, 15, 16)]
+    held += [kernel_calls(model, scratch, *water_box(np.random.default_rng(seed), 16)) for seed in range(6)]
+    assert max(held) <= 1.3 * one_set, (held, one_set)
