@@ -240,7 +240,8 @@ def one_box(n_molecules, backend, threads):
     namespace = {}
     exec(PEAK_RSS, namespace)
     rss = namespace["peak_rss_kb"]() / 1024
-    print(json.dumps({"atoms": len(z), "atoms_per_s": len(z) / t, "peak_rss_mb": rss}))
+    kept = model._scratch.retained_bytes / 2**20 if model._scratch is not None else 0.0  # buffers kept for reuse
+    print(json.dumps({"atoms": len(z), "atoms_per_s": len(z) / t, "peak_rss_mb": rss, "kept_mb": kept}))
 
 
 #: Waters per box of the size sweep (cubes of 3 to 70): 81 to 1,029,000 atoms.
@@ -263,7 +264,7 @@ def sweep(backend, threads, max_atoms):
         versus = f"time/atom {relative:.2f}x the 1536-atom box's" if relative == relative else ""
         print(
             f"  {rows[-1]['atoms']:>9d} atoms  {rows[-1]['atoms_per_s']:>10.0f} atoms/s  "
-            f"{rows[-1]['peak_rss_mb']:>8.0f} MB  {versus}"
+            f"{rows[-1]['peak_rss_mb']:>8.0f} MB peak  {rows[-1]['kept_mb']:>7.0f} MB kept  {versus}"
         )
     try:
         import matplotlib
