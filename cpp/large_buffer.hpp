@@ -72,7 +72,6 @@ public:
             for (auto old = free_.lower_bound(bytes / 2); old != free_.end() && old->first < bytes;) {
                 std::free(old->second);
                 owned_.erase(old->second);
-                retained_ -= old->first;
                 old = free_.erase(old);
             }
         }
@@ -80,7 +79,6 @@ public:
         void* p = allocate_block(size);
         std::lock_guard<std::mutex> lock(mutex_);
         owned_[p] = size;
-        retained_ += size;
         return p;
     }
 
@@ -95,14 +93,15 @@ public:
 
     size_t retained_bytes() const {
         std::lock_guard<std::mutex> lock(mutex_);
-        return retained_;
+        size_t total = 0;
+        for (const auto& [p, size] : owned_) total += size;
+        return total;
     }
 
 private:
     mutable std::mutex mutex_;
     std::multimap<size_t, void*> free_;          // size -> block
     std::unordered_map<void*, size_t> owned_;    // every block this pool made, in use or free
-    size_t retained_ = 0;
 };
 
 // The pool that big allocations of this thread use, if any (set by ScratchScope).

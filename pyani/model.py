@@ -141,8 +141,8 @@ class Model:
         if metadata["aev"].get("cutoff_fn", "cosine") != "cosine":
             raise ValueError(f"{source}: unsupported cutoff function {metadata['aev']['cutoff_fn']!r}")
         self._params = kernels.make_params(metadata["aev"], len(self.elements))
-        # Big kernel buffers kept for the next call (C++ core): up to ~2.5 KB per atom of the
-        # largest system computed, freed with the model.
+        # Big kernel buffers kept for the next call (C++ core): about 2.6 KB per atom of the
+        # largest system computed (water), freed with the model.
         self._scratch = kernels.make_scratch()
         self._species_of = np.full(max(self.atomic_numbers) + 1, -1, dtype=np.int32)
         self._species_of[self.atomic_numbers] = np.arange(len(self.elements), dtype=np.int32)
