@@ -92,26 +92,25 @@ def figure(seconds, count, unit):
 
 
 def _system(model, numbers, positions, cell):
-    """Species, pairs, vectors and AEV rows of a molecule, a box, or a padded batch (each
-    molecule's pairs offset into one atom list), as Model.compute builds them."""
+    """The real atoms of each structure (a molecule, a box, or each molecule of a padded
+    batch), then species, pairs, vectors and AEV rows of all of them in one atom list (each
+    structure's pairs offset), as Model.compute builds them."""
     k = model._kernels
     numbers = np.atleast_2d(numbers)
-    positions = positions.reshape(*numbers.shape, 3)
+    structures = [x[z >= 0] for z, x in zip(numbers, positions.reshape(*numbers.shape, 3))]
     pbc = np.full(3, cell is not None)
     cell = np.zeros((3, 3)) if cell is None else cell
-    species, pairs, vectors, offset = [], [], [], 0
-    for z, x in zip(numbers, positions):
-        x = x[z >= 0]
+    species = model._species_of[numbers[numbers >= 0]]
+    pairs, vectors, offset = [], [], 0
+    for x in structures:
         p, _, v = k.neighbor_list(x, cell, pbc, model.cutoff, model._n_threads)
-        species.append(model._species_of[z[z >= 0]])
         pairs.append(p + offset)
         vectors.append(v)
         offset += len(x)
-    species = np.concatenate(species)
     order = np.argsort(species, kind="stable")
     rows = np.empty(len(species), np.int64)
     rows[order] = np.arange(len(species))
-    return species, np.concatenate(pairs), np.concatenate(vectors), rows, pbc, cell
+    return structures, species, np.concatenate(pairs), np.concatenate(vectors), rows, pbc, cell
 
 
 NETWORKS = "networks (ONNX, E and dE/dAEV)"
@@ -121,12 +120,9 @@ def profile(model, numbers, positions, cell):
     """Seconds per stage of one Model.compute (molecule, box or padded batch), as model.py
     calls them, plus the FLOPs of the networks (see network_flops)."""
     k = model._kernels
-    species, pairs, vectors, rows, pbc, box = _system(model, numbers, positions, cell)
+    structures, species, pairs, vectors, rows, pbc, box = _system(model, numbers, positions, cell)
     n = len(species)
-    nl = lambda: [  # noqa: E731
-        k.neighbor_list(x[z >= 0], box, pbc, model.cutoff, model._n_threads)
-        for z, x in zip(np.atleast_2d(numbers), positions.reshape(*np.atleast_2d(numbers).shape, 3))
-    ]
+    nl = lambda: [k.neighbor_list(x, box, pbc, model.cutoff, model._n_threads) for x in structures]  # noqa: E731
     counts = np.bincount(species, minlength=len(model.elements))
     session, columns = model._session_for(counts)
     aev = lambda: k.aev(model._params, species, pairs, vectors, rows, n, model._n_threads, columns)  # noqa: E731

@@ -22,15 +22,20 @@ def big_box():
     return water_box(np.random.default_rng(5), 16)
 
 
+def kernel_inputs(model, numbers, positions, cell):
+    """species, pairs, vectors and rows of a periodic box, as the AEV kernels take them."""
+    species = model._species_of[numbers]
+    pairs, _, vectors = model._kernels.neighbor_list(positions, cell, np.ones(3, bool), model.cutoff, 2)
+    return species, pairs, vectors, np.arange(len(numbers))
+
+
 def test_reused_buffers_change_no_bit_and_the_pool_does_not_grow(big_box):
     from pyani import _core
 
     model = get_model("ani-1x", "cpp")
-    numbers, positions, cell = big_box
+    numbers = big_box[0]
     k, params = model._kernels, model._params
-    species = model._species_of[numbers]
-    pairs, _, vectors = k.neighbor_list(positions, cell, np.ones(3, bool), model.cutoff, 2)
-    rows = np.arange(len(numbers))
+    species, pairs, vectors, rows = kernel_inputs(model, *big_box)
     grad = np.random.default_rng(0).standard_normal((len(numbers), params.length)).astype(np.float32)
 
     fresh_aev = k.aev(params, species, pairs, vectors, rows, len(numbers), 2)
@@ -79,9 +84,7 @@ def test_model_reuses_its_pool_and_stays_thread_safe(big_box):
 def kernel_calls(model, scratch, numbers, positions, cell):
     """One AEV and one backward call through `scratch`; returns the bytes it then holds."""
     k, params = model._kernels, model._params
-    species = model._species_of[numbers]
-    pairs, _, vectors = k.neighbor_list(positions, cell, np.ones(3, bool), model.cutoff, 2)
-    rows = np.arange(len(numbers))
+    species, pairs, vectors, rows = kernel_inputs(model, numbers, positions, cell)
     k.aev(params, species, pairs, vectors, rows, len(numbers), 2, scratch=scratch)
     grad = np.zeros((len(numbers), params.length), dtype=np.float32)
     k.aev_backward(params, species, pairs, vectors, rows, grad, 2, scratch=scratch)
