@@ -1,56 +1,14 @@
-// Python bindings of the core. The Python layer validates user input; the checks here are
-// cheap shape/range checks so that a wrong call from Python is a ValueError, never a crash.
-#include <pybind11/numpy.h>
-#include <pybind11/pybind11.h>
+// Bindings of the AEV kernels (aev.hpp) and their buffer pool (large_buffer.hpp).
 #include <pybind11/stl.h>
 
 #include <memory>
-#include <stdexcept>
-#include <string>
-#include <utility>
-#include <vector>
 
 #include "aev.hpp"
-#include "cell_list.hpp"
+#include "bindings.hpp"
 #include "large_buffer.hpp"
-#include "parallel.hpp"
 
-namespace py = pybind11;
-using namespace pyani;
-
-template <typename T>
-using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
-
+namespace pyani {
 namespace {
-
-// A C string, not std::string: these checks run once per atom or pair, and building a
-// std::string each time cost more than the kernels they guard.
-void require(bool ok, const char* message) {
-    if (!ok) throw std::invalid_argument(message);
-}
-
-template <typename T>
-void require_shape(const Array<T>& a, const char* name, std::vector<py::ssize_t> shape) {
-    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
-    for (size_t d = 0; ok && d < shape.size(); ++d) ok = shape[d] < 0 || a.shape(d) == shape[d];
-    if (!ok) {
-        std::string want = "(";
-        for (size_t d = 0; d < shape.size(); ++d) {
-            want += (shape[d] < 0 ? std::string("n") : std::to_string(shape[d]));
-            want += d + 1 < shape.size() ? ", " : ")";
-        }
-        throw std::invalid_argument(std::string(name) + " must have shape " + want);
-    }
-}
-
-// Hands a std::vector to NumPy without copying it.
-template <typename T, typename Allocator>
-py::array_t<T> to_numpy(std::vector<T, Allocator>&& data, std::vector<py::ssize_t> shape) {
-    using Vector = std::vector<T, Allocator>;
-    auto* owner = new Vector(std::move(data));
-    py::capsule free_when_done(owner, [](void* p) { delete static_cast<Vector*>(p); });
-    return py::array_t<T>(shape, owner->data(), free_when_done);
-}
 
 void check_pairs(const Array<int64_t>& pairs, const Array<double>& vectors, int64_t n_atoms,
                  const char* vectors_name = "vectors") {
@@ -96,12 +54,7 @@ std::vector<int64_t> check_features(const AEVParams& prm, const py::object& feat
 
 }  // namespace
 
-PYBIND11_MODULE(_core, m) {
-    m.doc() = "pyani C++ core: cell-list neighbour search, ANI AEV and its backward pass";
-    m.attr("has_openmp") = has_openmp();
-    m.def("kernel_isas", &kernel_isas,
-          "Compiled variants of the AEV kernels this CPU can run, best first (auto takes the first).");
-
+void bind_aev(py::module_& m) {
     py::class_<AEVParams>(m, "AEVParams")
         .def(py::init([](int n_species, double radial_cutoff, double angular_cutoff, double eta_r,
                          std::vector<double> shf_r, double eta_a, double zeta,
@@ -133,28 +86,6 @@ PYBIND11_MODULE(_core, m) {
         .def(py::init<>())
         .def_property_readonly("retained_bytes", &Scratch::retained_bytes,
                                "Bytes held, in use or free for the next call.");
-
-    m.def(
-        "neighbor_list",
-        [](Array<double> positions, Array<double> cell, Array<bool> pbc, double cutoff, int n_threads) {
-            require_shape(positions, "positions", {-1, 3});
-            require_shape(cell, "cell", {3, 3});
-            require_shape(pbc, "pbc", {3});
-            require(cutoff > 0, "cutoff must be positive");
-            const int64_t n = positions.shape(0);
-            NeighborList nl;
-            {
-                py::gil_scoped_release release;
-                nl = neighbor_list(positions.data(), n, cell.data(), pbc.data(), cutoff, n_threads);
-            }
-            const py::ssize_t n_pairs = nl.size();
-            return py::make_tuple(to_numpy(std::move(nl.pairs), {n_pairs, 2}),
-                                  to_numpy(std::move(nl.shifts), {n_pairs, 3}),
-                                  to_numpy(std::move(nl.vectors), {n_pairs, 3}));
-        },
-        py::arg("positions"), py::arg("cell"), py::arg("pbc"), py::arg("cutoff"),
-        py::arg("n_threads") = 0,
-        "Half neighbour list within cutoff (Angstrom): (pairs [P,2], shifts [P,3], vectors [P,3]).");
 
     m.def(
         "aev",
@@ -228,3 +159,5 @@ PYBIND11_MODULE(_core, m) {
         py::arg("n_atoms"), py::arg("pairs"), py::arg("grad_vectors"),
         "Forces [N,3] = -dE/dr from dE/d(vector) [P,3] of each pair.");
 }
+
+}  // namespace pyani
