@@ -10,6 +10,8 @@ import itertools
 
 import numpy as np
 
+from pyani._layout import AEVLayout
+
 
 def image_range(cell: np.ndarray, pbc, cutoff: float) -> list[range]:
     """Lattice translations to try along each direction (0 only when not periodic)."""
@@ -58,17 +60,13 @@ def reference_aev(positions, species, n_species, aev, cell=None, pbc=None):
     """Float64 AEVs [N, D] straight from the ANI formulas (TorchANI conventions)."""
     rc_r, rc_a = aev["radial_cutoff"], aev["angular_cutoff"]
     shf_r, shf_a, shf_z = (np.asarray(aev[k]) for k in ("shf_r", "shf_a", "shf_z"))
-    n_r, n_az = len(shf_r), len(shf_a) * len(shf_z)
-    tri = [(a, b) for a in range(n_species) for b in range(a, n_species)]
-    pair_index = {}
-    for k, (a, b) in enumerate(tri):
-        pair_index[a, b] = pair_index[b, a] = k
+    layout = AEVLayout.of(aev, n_species)
 
     def fc(r, rc):
         return 0.5 * np.cos(np.pi * r / rc) + 0.5
 
     n = len(positions)
-    out = np.zeros((n, n_species * n_r + len(tri) * n_az))
+    out = np.zeros((n, layout.length))
     neighbors = [[] for _ in range(n)]
     for (i, j, *_), v in brute_force_pairs(positions, cell, pbc, rc_r).items():
         neighbors[i].append((j, v))
@@ -77,15 +75,14 @@ def reference_aev(positions, species, n_species, aev, cell=None, pbc=None):
         for j, v in neighbors[i]:
             r = np.linalg.norm(v)
             s = species[j]
-            out[i, s * n_r : (s + 1) * n_r] += 0.25 * np.exp(-aev["eta_r"] * (r - shf_r) ** 2) * fc(r, rc_r)
+            out[i, layout.radial(s)] += 0.25 * np.exp(-aev["eta_r"] * (r - shf_r) ** 2) * fc(r, rc_r)
         close = [(j, v, np.linalg.norm(v)) for j, v in neighbors[i] if np.linalg.norm(v) < rc_a]
         for (j, vj, rj), (k, vk, rk) in itertools.combinations(close, 2):
             theta = np.arccos(0.95 * np.dot(vj, vk) / (rj * rk))
             f1 = 2 * ((1 + np.cos(theta - shf_z)) / 2) ** aev["zeta"]
             f2 = np.exp(-aev["eta_a"] * ((rj + rk) / 2 - shf_a) ** 2)
             term = np.outer(f2, f1).ravel() * fc(rj, rc_a) * fc(rk, rc_a)
-            start = n_species * n_r + pair_index[species[j], species[k]] * n_az
-            out[i, start : start + n_az] += term
+            out[i, layout.angular(species[j], species[k])] += term
     return out
 
 

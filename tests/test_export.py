@@ -129,9 +129,9 @@ def test_energy_only_call_skips_the_gradient(tmp_path):
     info, _ = write_ensemble(tmp_path)
     model = pyani.load(info)
     aev = np.zeros((3, 16), dtype=np.float32)
-    _, grad = model._session.run(None, {"aev": aev, "counts": np.array([2, 1]), "with_gradient": np.array(False)})
+    _, grad = model.networks.default.run(aev, np.array([2, 1]), gradient=False)
     assert grad.shape == (0, 16)
-    _, grad = model._session.run(None, {"aev": aev, "counts": np.array([2, 1]), "with_gradient": np.array(True)})
+    _, grad = model.networks.default.run(aev, np.array([2, 1]), gradient=True)
     assert grad.shape == (3, 16)
 
 

@@ -71,7 +71,7 @@ water = np.array([[0.0, 0.0, 0.0], [0.9572, 0.0, 0.0], [-0.24, 0.9266, 0.0]])
 positions = (grid[:, None] + water).reshape(-1, 3)
 model = pyani.load("ani-1x")
 model.compute([8, 1, 1] * 125, positions, np.eye(3) * 15.5)
-assert len(model._bulk_sessions) == 1 and next(iter(model._bulk_sessions.values()))[1] is not None
+assert len(model.networks.bulk_plans) == 1 and next(iter(model.networks.bulk_plans.values())).columns is not None
 print(json.dumps(sorted(m.split(".")[0] for m in sys.modules)))
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path)

@@ -10,6 +10,8 @@ from conftest import BACKENDS, MODELS, get_model, load_reference, reference_syst
 from oracles import padded_batch, random_molecule, random_rotation, water_box
 
 import pyani
+import pyani._model_files
+import pyani._networks
 from pyani import _runtime
 
 # The issue's accuracy bars against float64 TorchANI.
@@ -193,16 +195,16 @@ def test_networks_in_chunks_equal_one_call(backend, monkeypatch):
     model = get_model("ani-1x", backend)
     numbers, pos = random_molecule(np.random.default_rng(36), 40, box=8.0)
     whole = model.compute(numbers, pos, atomic=True)
-    monkeypatch.setattr(pyani.model, "NETWORK_CHUNK", 7)
+    monkeypatch.setattr(pyani._networks, "NETWORK_CHUNK", 7)
     calls = []
-    session, columns = model._session_for(np.array([40]))
+    session = model.networks.default.session
 
     class Counting:
         def run(self, *args):
             calls.append(len(args[1]["aev"]))
             return session.run(*args)
 
-    monkeypatch.setattr(model, "_session_for", lambda counts: (Counting(), columns))
+    monkeypatch.setattr(model.networks, "default", pyani._networks.Plan(Counting(), None))
     chunked = model.compute(numbers, pos, atomic=True)
     assert calls == [7, 7, 7, 7, 7, 5]
     assert abs(chunked.energy - whole.energy) < 1e-7
@@ -249,13 +251,14 @@ def test_big_systems_skip_the_columns_of_absent_elements(backend, monkeypatch):
     present can fill (water: H and O blocks); results equal those of the full AEV."""
     model = pyani.load("ani-1x", backend=backend)
     numbers, positions, cell = water_box(np.random.default_rng(38), 5)  # 375 atoms
-    assert len(numbers) >= pyani.model.BULK_ATOMS
+    assert len(numbers) >= pyani._networks.BULK_ATOMS
     compact = model.compute(numbers, positions, cell, stress=True, atomic=True)
-    ((session, columns),) = model._bulk_sessions.values()
+    ((plan),) = model.networks.bulk_plans.values()
+    session, columns = plan.session, plan.columns
     n_r, n_angular = 16, 32
     assert len(columns) == 2 * n_r + 3 * n_angular  # H, O radial; HH, HO, OO angular
     assert session.get_inputs()[0].name == "aev"
-    monkeypatch.setattr(pyani.model, "BULK_ATOMS", 10**9)  # everything through the full AEV
+    monkeypatch.setattr(pyani._networks, "BULK_ATOMS", 10**9)  # everything through the full AEV
     full = model.compute(numbers, positions, cell, stress=True, atomic=True)
     assert compact.energy == pytest.approx(full.energy, abs=2e-6)
     np.testing.assert_allclose(compact.member_energies, full.member_energies, atol=2e-6)
@@ -267,16 +270,37 @@ def test_big_systems_skip_the_columns_of_absent_elements(backend, monkeypatch):
 
 def test_bulk_sessions_are_bounded(backend, monkeypatch):
     """One bulk session per set of elements present, at most BULK_SESSIONS of them."""
-    monkeypatch.setattr(pyani.model, "BULK_ATOMS", 8)
+    monkeypatch.setattr(pyani._networks, "BULK_ATOMS", 8)
     model = pyani.load("ani-1x", backend=backend)
     rng = np.random.default_rng(39)
     for elements in ((1,), (1, 6), (1, 8), (6, 8), (1, 6, 7, 8), (1, 7)):
         numbers, pos = random_molecule(rng, 12, elements=elements, box=5.0)
         got = model.compute(numbers, pos)
-        monkeypatch.setattr(pyani.model, "BULK_ATOMS", 10**9)
+        monkeypatch.setattr(pyani._networks, "BULK_ATOMS", 10**9)
         want = model.compute(numbers, pos)
-        monkeypatch.setattr(pyani.model, "BULK_ATOMS", 8)
+        monkeypatch.setattr(pyani._networks, "BULK_ATOMS", 8)
         assert got.energy == pytest.approx(want.energy, abs=1e-6), elements
         np.testing.assert_allclose(got.forces, want.forces, atol=1e-6)
-    assert len(model._bulk_sessions) == pyani.model.BULK_SESSIONS
-    assert list(model._bulk_sessions)[-1] == (0, 2)  # species indices of H, N
+    assert len(model.networks.bulk_plans) == pyani._networks.BULK_SESSIONS
+    assert list(model.networks.bulk_plans)[-1] == (0, 2)  # species indices of H, N
+
+
+def test_model_pickles_for_multiprocessing(backend, tmp_path):
+    """A Model pickles: a shipped one by name, any other with its ONNX bytes (the file
+    may be gone when it is unpickled, e.g. on another machine)."""
+    import pickle
+    import shutil
+
+    numbers, pos = random_molecule(np.random.default_rng(40), 9)
+    shipped = pyani.load("ani-1x", backend=backend, skin=0.5)
+    copy = pickle.loads(pickle.dumps(shipped))
+    assert (copy.backend, copy.skin, copy.source) == (shipped.backend, 0.5, shipped.source)
+    assert copy.compute(numbers, pos).energy == shipped.compute(numbers, pos).energy
+    assert len(pickle.dumps(shipped)) < 1000  # by name, not the 7 MB file
+    path = tmp_path / "model.onnx"
+    shutil.copy(pyani._model_files.locate("ani-1x")[1], path)
+    from_file = pyani.load(path, backend=backend)
+    data = pickle.dumps(from_file)
+    path.unlink()
+    again = pickle.loads(data)
+    assert again.compute(numbers, pos).energy == shipped.compute(numbers, pos).energy

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._layout import AEVLayout
+
 #: NeuroChem activation codes this reader understands.
 CELU, LINEAR = 9, 6
 CELU_ALPHA = 0.1
@@ -40,8 +42,7 @@ class AEVConstants:
 
     def length(self, n_species: int) -> int:
         """Number of AEV features for ``n_species`` elements."""
-        angular = n_species * (n_species + 1) // 2 * len(self.shf_a) * len(self.shf_z)
-        return n_species * len(self.shf_r) + angular
+        return AEVLayout.of(vars(self), n_species).length
 
 
 @dataclass
