@@ -91,59 +91,29 @@ def figure(seconds, count, unit):
     return seconds * 1e3 if unit == "ms" else count / seconds
 
 
-def _system(model, numbers, positions, cell):
-    """The real atoms of each structure (a molecule, a box, or each molecule of a padded
-    batch), then species, pairs, vectors and AEV rows of all of them in one atom list (each
-    structure's pairs offset), as Model.compute builds them."""
-    k = model._kernels
-    numbers = np.atleast_2d(numbers)
-    structures = [x[z >= 0] for z, x in zip(numbers, positions.reshape(*numbers.shape, 3))]
-    pbc = np.full(3, cell is not None)
-    cell = np.zeros((3, 3)) if cell is None else cell
-    species = model._species_of[numbers[numbers >= 0]]
-    pairs, vectors, offset = [], [], 0
-    for x in structures:
-        p, _, v = k.neighbor_list(x, cell, pbc, model.cutoff, model._n_threads)
-        pairs.append(p + offset)
-        vectors.append(v)
-        offset += len(x)
-    order = np.argsort(species, kind="stable")
-    rows = np.empty(len(species), np.int64)
-    rows[order] = np.arange(len(species))
-    return structures, species, np.concatenate(pairs), np.concatenate(vectors), rows, pbc, cell
-
-
 NETWORKS = "networks (ONNX, E and dE/dAEV)"
 
 
 def profile(model, numbers, positions, cell):
-    """Seconds per stage of one Model.compute (molecule, box or padded batch), as model.py
-    calls them, plus the FLOPs of the networks (see network_flops)."""
-    k = model._kernels
-    structures, species, pairs, vectors, rows, pbc, box = _system(model, numbers, positions, cell)
-    n = len(species)
-    nl = lambda: [k.neighbor_list(x, box, pbc, model.cutoff, model._n_threads) for x in structures]  # noqa: E731
-    counts = np.bincount(species, minlength=len(model.elements))
-    session, columns = model._session_for(counts)
-    aev = lambda: k.aev(model._params, species, pairs, vectors, rows, n, model._n_threads, columns)  # noqa: E731
-    x = aev()
+    """Seconds per stage of one Model.compute (molecule, box or padded batch), through the
+    model's own stages, plus the FLOPs of the networks (see network_flops)."""
+    system = model.prepare(numbers, positions, cell)
+    plan = model.networks.plan(system.counts)
+    args = (system.species, system.pairs, system.vectors, system.rows, system.n_atoms, plan.columns)
+    forward = lambda: model.aev_computer.forward(*args, backward=True)  # noqa: E731
+    run = forward()
+    x = run.aev.copy()
     work = x.copy()  # big inputs get the gradient written over them: time on a fresh copy
     refresh = lambda: np.copyto(work, x)  # noqa: E731
-    grad = model._networks(session, work, counts, True)[1].copy()
-    back = lambda: k.aev_backward(  # noqa: E731
-        model._params, species, pairs, vectors, rows, grad, model._n_threads, columns
-    )
-    gv = back()
+    grad = plan.run(work, system.counts, True)[1].copy()
     stages = {
-        "neighbour list": timeit(nl),
-        "AEV": timeit(aev),
-        NETWORKS: timeit(lambda: (refresh(), model._networks(session, work, counts, True))) - timeit(refresh),
-        "AEV backward": timeit(back),
-        "pair forces": timeit(lambda: k.pair_forces(n, pairs, gv)),
+        "checks + neighbour list": timeit(lambda: model.prepare(numbers, positions, cell)),
+        "AEV": timeit(forward),
+        NETWORKS: timeit(lambda: (refresh(), plan.run(work, system.counts, True))) - timeit(refresh),
+        "AEV backward + forces": timeit(lambda: run.backward(grad, system.pair_bounds, forces=True)),
         "whole compute": timeit(lambda: model.compute(numbers, positions, cell)),
     }
-    n_columns = x.shape[1] if columns is None else len(columns)
-    return stages, network_flops(model, counts, n_columns)
+    return stages, network_flops(model, system.counts, x.shape[1])
 
 
 def network_flops(model, counts, n_columns):
@@ -151,7 +121,8 @@ def network_flops(model, counts, n_columns):
     2 * in * out for each layer forward and each layer but the output one backward (the
     output layer's backward is a constant), with n_columns AEV columns in the first layer."""
     names = [f"{el}_w{k}" for el in model.elements for k in range(1, 10)]
-    data = model._model if isinstance(model._model, bytes) else Path(model._model).read_bytes()
+    source = model.networks.model
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
     weights = _onnx_file.read_initializers(data, names)
     members, total = model.ensemble_size, 0
     for el, count in zip(model.elements, counts):
@@ -236,7 +207,7 @@ def one_box(n_molecules, backend, threads):
     namespace = {}
     exec(PEAK_RSS, namespace)
     rss = namespace["peak_rss_kb"]() / 1024
-    kept = model._scratch.retained_bytes / 2**20 if model._scratch is not None else 0.0  # buffers kept for reuse
+    kept = model.aev_computer.retained_bytes / 2**20  # kernel buffers kept for reuse
     print(json.dumps({"atoms": len(z), "atoms_per_s": len(z) / t, "peak_rss_mb": rss, "kept_mb": kept}))
 
 
@@ -340,7 +311,7 @@ def main():
     best = backends[0]
     print(
         f"\narithmetic floor: network FLOPs at ONNX Runtime's 2048^3 sgemm rate ({peak / 1e9:.0f} GFLOP/s), "
-        f"then plus the measured {best} kernels (neighbour list, AEV, backward, pair forces); E+F"
+        f"then plus the measured {best} kernels (checks + neighbour list, AEV, backward + forces); E+F"
     )
     print(f"{'workload':<22}{'GFLOP':>8}{'networks':>10}{'+ kernels':>11}{'best figure':>14}{'measured':>11}  unit")
     for label, (flops, stages) in floors.items():
