@@ -30,12 +30,19 @@ class Result:
     """(1/V) dE/d(strain) (Hartree/Angstrom^3), [3, 3] or [B, 3, 3]; None unless stress=True."""
 
 
-def energies(system: System, member_atomic: np.ndarray, self_energies: np.ndarray, atomic: bool) -> Result:
+def energies(
+    system: System, member_atomic: np.ndarray, self_energies: np.ndarray, atomic: bool, counted=None
+) -> Result:
     """The energy fields of a Result from the networks' atomic energies [M, A] (float32,
-    rows grouped by element) and the self energies per species (Hartree)."""
+    rows grouped by element) and the self energies per species (Hartree). counted: bool [A],
+    the atoms whose energies the totals sum (None: all); atomic energies are given for all."""
     # Float64 from here on: sums over many atoms keep their digits.
     member_atomic = member_atomic[:, system.rows].astype(np.float64)  # [M, A], atom order
     self_energy = self_energies[system.species]
+    atomic_energies = member_atomic.mean(axis=0) + self_energy if atomic else None
+    if counted is not None:
+        member_atomic = member_atomic * counted
+        self_energy = self_energy * counted
     if len(system.atom_counts) == 1:
         members = member_atomic.sum(axis=1)[None, :] + self_energy.sum()  # [1, M]
     else:
@@ -54,5 +61,5 @@ def energies(system: System, member_atomic: np.ndarray, self_energies: np.ndarra
         energy_std=std if batched else float(std[0]),
     )
     if atomic:
-        result.atomic_energies = system.scatter(member_atomic.mean(axis=0) + self_energy)
+        result.atomic_energies = system.scatter(atomic_energies)
     return result

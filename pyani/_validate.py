@@ -152,6 +152,19 @@ def image_counts(positions: np.ndarray, mask: np.ndarray, cells: np.ndarray, pbc
             )
 
 
+def energy_mask(value, shape: tuple[int, int], batched: bool, mask: np.ndarray) -> np.ndarray | None:
+    """The atoms whose energies count -> bool [A] over the real atoms, or None for all."""
+    if value is None:
+        return None
+    raw = np.asarray(value)
+    if raw.dtype != bool:
+        raise TypeError(f"energy_mask must be bools (one per atom), got dtype {raw.dtype}")
+    want = shape if batched else (shape[1],)
+    if raw.shape != want:
+        raise ValueError(f"energy_mask must have shape {want} to match numbers, got {raw.shape}")
+    return raw.reshape(shape)[mask]
+
+
 def flag(value, name: str) -> bool:
     """A keyword flag that must really be a bool."""
     if not isinstance(value, (bool, np.bool_)):

@@ -117,6 +117,7 @@ class Model:
         forces: bool = True,
         stress: bool = False,
         atomic: bool = False,
+        energy_mask=None,
     ) -> Result:
         """Energy (Hartree) and, on request, forces (Hartree/Angstrom), stress
         (Hartree/Angstrom^3) and atomic energies of one structure or a padded batch.
@@ -125,11 +126,15 @@ class Model:
         positions: Angstrom, [N, 3] or [B, N, 3].
         cell: [3, 3] (rows are lattice vectors, Angstrom) or [B, 3, 3]; None for molecules.
         pbc: bool or [3] bools; defaults to True in all directions when a cell is given.
+        energy_mask: bools [N] or [B, N], the atoms whose energies count: energy, member
+            energies, forces and stress are then those of the sum of their atomic energies
+            (a domain with ghost atoms, as in LAMMPS); atomic energies are given for all atoms.
         """
         forces = _validate.flag(forces, "forces")
         stress = _validate.flag(stress, "stress")
         atomic = _validate.flag(atomic, "atomic")
         system = self.prepare(numbers, positions, cell, pbc)
+        counted = _validate.energy_mask(energy_mask, system.numbers.shape, system.batched, system.mask)
         volumes = system.volumes() if stress else None
         gradient = forces or stress
 
@@ -138,8 +143,10 @@ class Model:
             system.species, system.pairs, system.vectors, system.rows, system.n_atoms, plan.columns, backward=gradient
         )
         member_atomic, aev_gradient = plan.run(run.aev, system.counts, gradient)
-        result = _result.energies(system, member_atomic, self.self_energies, atomic)
+        result = _result.energies(system, member_atomic, self.self_energies, atomic, counted)
         if gradient:
+            if counted is not None:  # each atom's energy depends on its own AEV row only
+                aev_gradient[system.rows[~counted]] = 0
             f, virial = run.backward(aev_gradient, system.pair_bounds, forces=forces, virial=stress)
             if forces:
                 result.forces = system.scatter(f)
