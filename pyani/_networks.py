@@ -34,7 +34,7 @@ class Plan:
     columns: np.ndarray | None
 
     def run(self, aev: np.ndarray, counts: np.ndarray, gradient: bool):
-        """(atomic energies float32 [M, A], dE/dAEV float32 [A, D] or [0, D]) of AEV rows
+        """(atomic energies [M, A], dE/dAEV [A, D] or [0, D]; float32 or float64 as the AEV) of AEV rows
         grouped by element (counts [n_elements] atoms each), in chunks of NETWORK_CHUNK
         atoms. With several chunks the gradient is written over `aev`, chunk by chunk: no
         second array of that size (0.5 GB for a million waters)."""
@@ -42,14 +42,14 @@ class Plan:
         if len(aev) <= NETWORK_CHUNK:
             return self.session.run(None, {"aev": aev, "counts": counts, "with_gradient": flag})
         energies = None
-        grad = aev if gradient else np.empty((0, aev.shape[1]), dtype=np.float32)
+        grad = aev if gradient else np.empty((0, aev.shape[1]), dtype=aev.dtype)
         bounds = np.concatenate([[0], np.cumsum(counts)])  # element e owns rows bounds[e]:bounds[e+1]
         for start in range(0, len(aev), NETWORK_CHUNK):
             stop = min(start + NETWORK_CHUNK, len(aev))
             chunk_counts = np.clip(np.minimum(bounds[1:], stop) - np.maximum(bounds[:-1], start), 0, None)
             e, g = self.session.run(None, {"aev": aev[start:stop], "counts": chunk_counts, "with_gradient": flag})
             if energies is None:
-                energies = np.empty((len(e), len(aev)), dtype=np.float32)
+                energies = np.empty((len(e), len(aev)), dtype=e.dtype)
             energies[:, start:stop] = e
             if gradient:
                 grad[start:stop] = g
@@ -62,11 +62,14 @@ class Networks:
     kernels) and whose first layers keep only the AEV columns that the elements present
     can fill: for water, 128 of ANI-1x's 384, a third of the first layers' work."""
 
-    def __init__(self, model: bytes | str, session, metadata: dict, device: str, n_threads: int, source: str):
+    def __init__(
+        self, model: bytes | str, session, metadata: dict, device: str, n_threads: int, source: str, dtype=np.float32
+    ):
         self.model = model  # bytes or path: bulk sessions are made from it on first need
         self.default = Plan(session, None)
         self.metadata = metadata
         self.device = device
+        self.dtype = np.dtype(dtype)  # of the AEV and the networks
         self.layout = AEVLayout.of(metadata["aev"], len(metadata["elements"]))
         self._n_threads = n_threads
         self._source = source
@@ -100,7 +103,7 @@ class Networks:
             if self._first_layer is None:
                 names = self.metadata["first_layer_weights"]
                 self._first_layer = _runtime.read_initializers(self.model, names)
-            weights = {name: np.ascontiguousarray(w[columns]) for name, w in self._first_layer.items()}
+            weights = {name: np.ascontiguousarray(w[columns], self.dtype) for name, w in self._first_layer.items()}
         session = _runtime.create_session(
             self.model, self.device, self._n_threads, self._source, spinning=False, initializers=weights
         )[0]

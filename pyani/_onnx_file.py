@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
-_FLOAT = 1  # TensorProto.DataType.FLOAT
+_FLOAT, _DOUBLE = 1, 11  # TensorProto.DataType
 _MODEL_GRAPH, _GRAPH_INITIALIZER = 7, 5
-_TENSOR_DIMS, _TENSOR_TYPE, _TENSOR_FLOATS, _TENSOR_NAME, _TENSOR_RAW = 1, 2, 4, 8, 9
+_TENSOR_DIMS, _TENSOR_TYPE, _TENSOR_FLOATS, _TENSOR_NAME, _TENSOR_RAW, _TENSOR_DOUBLES = 1, 2, 4, 8, 9, 10
 
 
 def _varint(data: memoryview, pos: int) -> tuple[int, int]:
@@ -67,16 +67,17 @@ def _tensor(message: memoryview) -> tuple[str, np.ndarray | None]:
             dtype = value
         elif number == _TENSOR_RAW:
             raw = value
-        elif number == _TENSOR_FLOATS:
-            floats.append(np.frombuffer(value, dtype="<f4"))
-    if dtype != _FLOAT:
+        elif number in (_TENSOR_FLOATS, _TENSOR_DOUBLES):
+            floats.append(value)
+    if dtype not in (_FLOAT, _DOUBLE):
         return name, None
-    flat = np.frombuffer(raw, dtype="<f4") if raw is not None else np.concatenate(floats or [np.empty(0, "<f4")])
-    return name, flat.astype(np.float32).reshape(dims)
+    kind = "<f4" if dtype == _FLOAT else "<f8"
+    flat = np.frombuffer(raw if raw is not None else b"".join(bytes(f) for f in floats), dtype=kind)
+    return name, flat.astype(np.float32 if dtype == _FLOAT else np.float64).reshape(dims)
 
 
 def read_initializers(model: bytes, names) -> dict[str, np.ndarray]:
-    """The float32 initializers of the main graph named in ``names`` (missing ones are left
+    """The float32 and float64 initializers of the main graph named in ``names`` (missing ones are left
     out), as arrays that own their memory."""
     wanted, found = set(names), {}
     for number, wire, graph in _fields(memoryview(model)):

@@ -12,11 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _backend, _kernel_shim, _model_files, _result, _runtime, _system, _validate
+from . import _backend, _hessian, _kernel_shim, _model_files, _precision, _result, _runtime, _system, _validate
 from ._networks import Networks
 from ._result import Result
 
 __all__ = ["Model", "Result", "load"]
+
+#: load(precision=...) -> dtype of the AEV and the networks.
+PRECISIONS = {"float32": np.float32, "float64": np.float64}
 
 
 def load(
@@ -26,6 +29,7 @@ def load(
     device: str = "auto",
     n_threads: int = 0,
     skin: float = 0.0,
+    precision: str = "float32",
 ) -> Model:
     """Load an ANI model.
 
@@ -39,11 +43,14 @@ def load(
         a single structure is built with cutoff + skin and reused while no atom has moved
         more than skin / 2 (and the atom count, cell and pbc are unchanged); results equal
         those of a fresh list. 0 = rebuild on every call.
+    precision: "float32" (default, fastest) or "float64": the networks and the AEV in double
+        (for Hessians, vibrations and exact comparisons; the weights are the file's float32
+        values in double).
     """
     n_threads = _validate.count(n_threads, "n_threads")
     skin = _validate.length(skin, "skin")
     source, model = _model_files.locate(name_or_path)
-    return Model(model, source, backend=backend, device=device, n_threads=n_threads, skin=skin)
+    return Model(model, source, backend=backend, device=device, n_threads=n_threads, skin=skin, precision=precision)
 
 
 class Model:
@@ -53,9 +60,24 @@ class Model:
     ``aev_computer.forward``, ``networks.plan(...).run`` and the forward pass's ``backward``.
     """
 
-    def __init__(self, model: bytes | str, source: str, *, backend: str, device: str, n_threads: int, skin: float):
+    def __init__(
+        self,
+        model: bytes | str,
+        source: str,
+        *,
+        backend: str,
+        device: str,
+        n_threads: int,
+        skin: float,
+        precision: str = "float32",
+    ):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
         backend_name, kernels = _backend.resolve(backend)
-        session, metadata, used_device = _runtime.create_session(model, device, n_threads, source)
+        graph = model
+        if precision == "float64":
+            graph = _precision.float64_model(model if isinstance(model, bytes) else Path(model).read_bytes())
+        session, metadata, used_device = _runtime.create_session(graph, device, n_threads, source)
         aev = metadata["aev"]
         if aev.get("cutoff_fn", "cosine") != "cosine":
             raise ValueError(f"{source}: unsupported cutoff function {aev['cutoff_fn']!r}")
@@ -70,7 +92,16 @@ class Model:
         self.self_energies = np.array(metadata["self_energies"], dtype=np.float64)
         self.cutoff = float(aev["radial_cutoff"])
         """Radial AEV cutoff (Angstrom): atoms further apart do not interact."""
-        self._load_arguments = {"backend": backend, "device": device, "n_threads": n_threads, "skin": skin}
+        self.precision = precision
+        self.dtype = PRECISIONS[precision]
+        """NumPy dtype of the AEV and the networks."""
+        self._load_arguments = {
+            "backend": backend,
+            "device": device,
+            "n_threads": n_threads,
+            "skin": skin,
+            "precision": precision,
+        }
         self._model = model
 
         NeighborList, AEVComputer = _kernel_shim.objects(kernels)
@@ -79,7 +110,7 @@ class Model:
         self._batch_neighbors = NeighborList(self.cutoff, 0.0, n_threads)
         self.aev_computer = AEVComputer(aev, len(self.elements), n_threads)
         """AEV forward and backward kernels; keeps their big buffers for the next call."""
-        self.networks = Networks(model, session, metadata, used_device, n_threads, source)
+        self.networks = Networks(graph, session, metadata, used_device, n_threads, source, self.dtype)
         """ONNX Runtime sessions of the networks."""
         self._species_of = np.full(max(self.atomic_numbers) + 1, -1, dtype=np.int32)
         self._species_of[self.atomic_numbers] = np.arange(len(self.elements), dtype=np.int32)
@@ -92,7 +123,7 @@ class Model:
     def __repr__(self) -> str:
         return (
             f"<pyani.Model {self.source}: elements={''.join(self.elements)}, "
-            f"members={self.ensemble_size}, backend={self.backend}, device={self.device}>"
+            f"members={self.ensemble_size}, backend={self.backend}, device={self.device}, precision={self.precision}>"
         )
 
     def __reduce__(self):
@@ -106,6 +137,11 @@ class Model:
     def prepare(self, numbers, positions, cell=None, pbc=None) -> _system.System:
         """Validated input and its neighbour pairs (first stage of ``compute``; same arguments)."""
         return _system.prepare(numbers, positions, cell, pbc, self._species_of, self.neighbors, self._batch_neighbors)
+
+    def hessian(self, numbers, positions, cell=None, pbc=None) -> np.ndarray:
+        """Hessian [3N, 3N] (Hartree/Angstrom^2) of one structure: fourth-order central
+        differences of the analytic forces, all displacements in one batch (pyani/_hessian.py)."""
+        return _hessian.hessian(self, numbers, positions, cell, pbc)
 
     def compute(
         self,
@@ -142,7 +178,8 @@ class Model:
         run = self.aev_computer.forward(
             system.species, system.pairs, system.vectors, system.rows, system.n_atoms, plan.columns, backward=gradient
         )
-        member_atomic, aev_gradient = plan.run(run.aev, system.counts, gradient)
+        aev = run.aev if run.aev.dtype == self.dtype else run.aev.astype(self.dtype)  # TEMPORARY: float32 kernels
+        member_atomic, aev_gradient = plan.run(aev, system.counts, gradient)
         result = _result.energies(system, member_atomic, self.self_energies, atomic, counted)
         if gradient:
             if counted is not None:  # each atom's energy depends on its own AEV row only

@@ -43,16 +43,16 @@ def backend(request) -> str:
 _cache: dict = {}
 
 
-def get_model(name: str, backend: str) -> pyani.Model:
+def get_model(name: str, backend: str, precision: str = "float32") -> pyani.Model:
     """Models are slow-ish to load (ANI-2x is converted from NeuroChem): load each once."""
-    key = (name, backend)
+    key = (name, backend, precision)
     if key not in _cache:
         if name == "ani-2x":
             if not ANI2X_INFO.is_file():
                 pytest.skip(f"ANI-2x NeuroChem files not found at {ANI2X_INFO} (they live in ../shared)")
-            _cache[key] = pyani.load(ANI2X_INFO, backend=backend)
+            _cache[key] = pyani.load(ANI2X_INFO, backend=backend, precision=precision)
         else:
-            _cache[key] = pyani.load(name, backend=backend)
+            _cache[key] = pyani.load(name, backend=backend, precision=precision)
     return _cache[key]
 
 

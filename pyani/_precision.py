@@ -1,0 +1,88 @@
+"""A float64 copy of a float32 pyani model, made at load time (``pyani.load(precision="float64")``).
+
+The model file stores its networks in float32. For float64 the serialized ONNX model is
+rewritten field by field: every float32 tensor (initializers, Constant values) becomes a
+float64 tensor with the same values, and every float32 type (graph inputs and outputs,
+those of the ``If`` branches) becomes float64. Nothing else changes, so the graph computes
+the same function in double. Field numbers are those of onnx.proto (see _onnx_file.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._onnx_file import _BYTES, _FIXED32, _FIXED64, _VARINT, _fields
+
+FLOAT, DOUBLE = 1, 11  # TensorProto.DataType
+
+# Messages on the paths to float32 data: {message: {field number: message of that field}}.
+_CHILDREN = {
+    "model": {7: "graph"},
+    "graph": {1: "node", 5: "tensor", 11: "value_info", 12: "value_info", 13: "value_info"},
+    "node": {5: "attribute"},
+    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph"},
+    "value_info": {2: "type"},
+    "type": {1: "tensor_type"},
+}
+_TENSOR_TYPE, _TENSOR_FLOATS, _TENSOR_RAW, _TENSOR_DOUBLES = 2, 4, 9, 10
+_ELEM_TYPE = 1  # TypeProto.Tensor.elem_type
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field(number: int, wire: int, value) -> bytes:
+    key = _encode_varint(number << 3 | wire)
+    if wire == _VARINT:
+        return key + _encode_varint(value)
+    if wire == _BYTES:
+        return key + _encode_varint(len(value)) + bytes(value)
+    if wire in (_FIXED32, _FIXED64):
+        return key + bytes(value)
+    raise ValueError(f"unsupported protobuf wire type {wire}")
+
+
+def _tensor(message: memoryview) -> bytes:
+    fields = list(_fields(message))
+    if not any(n == _TENSOR_TYPE and v == FLOAT for n, _, v in fields):
+        return bytes(message)
+    out = []
+    for number, wire, value in fields:
+        if number == _TENSOR_TYPE:
+            out.append(_field(number, wire, DOUBLE))
+        elif number == _TENSOR_RAW:
+            out.append(_field(number, wire, np.frombuffer(value, "<f4").astype("<f8").tobytes()))
+        elif number == _TENSOR_FLOATS:
+            packed = value if wire == _BYTES else bytes(value)
+            out.append(_field(_TENSOR_DOUBLES, _BYTES, np.frombuffer(packed, "<f4").astype("<f8").tobytes()))
+        else:
+            out.append(_field(number, wire, value))
+    return b"".join(out)
+
+
+def _message(kind: str, message: memoryview) -> bytes:
+    if kind == "tensor":
+        return _tensor(message)
+    out = []
+    for number, wire, value in _fields(message):
+        if kind == "tensor_type" and number == _ELEM_TYPE and value == FLOAT:
+            value = DOUBLE
+        child = _CHILDREN.get(kind, {}).get(number)
+        if child and wire == _BYTES:
+            value = _message(child, value)
+        out.append(_field(number, wire, value))
+    return b"".join(out)
+
+
+def float64_model(model: bytes) -> bytes:
+    """The serialized ONNX model with all float32 data and types turned into float64."""
+    return _message("model", memoryview(model))
