@@ -75,7 +75,31 @@ class Networks:
         self._source = source
         self._bulk: dict[tuple[int, ...], Plan] = {}  # species indices present -> plan
         self._first_layer = None  # {initializer name: weights}, read on first need
+        self._output_layer = None  # likewise, for the member plans
+        self._members: dict[int, Plan] = {}
         self._lock = threading.Lock()
+
+    def member_plan(self, member: int) -> Plan:
+        """A plan whose dE/dAEV is that of one member's energy, not of the member mean (its
+        atomic energies are all members' as usual): the backward pass of the graph starts
+        from ``<element>_wout_mean`` (output weights / M, [M, 1, H]), which this session
+        replaces by member `member`'s output weights and zeros for the others."""
+        with self._lock:
+            if member not in self._members:
+                names = [f"{el}_wout_mean" for el in self.metadata["elements"]]
+                if self._output_layer is None:
+                    self._output_layer = _runtime.read_initializers(self.model, names)
+                n_members = int(self.metadata["ensemble_size"])
+                weights = {}
+                for name, w in self._output_layer.items():
+                    one = np.zeros_like(w, dtype=self.dtype)
+                    one[member] = w[member] * n_members
+                    weights[name] = one
+                session = _runtime.create_session(
+                    self.model, self.device, self._n_threads, self._source, initializers=weights
+                )[0]
+                self._members[member] = Plan(session, None)
+            return self._members[member]
 
     @property
     def bulk_plans(self) -> dict[tuple[int, ...], Plan]:

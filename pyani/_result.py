@@ -28,6 +28,13 @@ class Result:
     """Per-atom energies (Hartree), self energies included, summing to ``energy``."""
     stress: np.ndarray | None = None
     """(1/V) dE/d(strain) (Hartree/Angstrom^3), [3, 3] or [B, 3, 3]; None unless stress=True."""
+    member_forces: np.ndarray | None = None
+    """Forces of each ensemble member (Hartree/Angstrom), [M, N, 3] or [B, M, N, 3];
+    None unless member_forces=True."""
+    forces_std: np.ndarray | None = None
+    """Standard deviation of the members' forces, per component (Hartree/Angstrom, ddof=1),
+    like ``forces``: the force counterpart of ``energy_std`` (TorchANI's force QBC takes
+    the spread of the magnitudes instead: derive it from ``member_forces``)."""
 
 
 def energies(

@@ -154,6 +154,7 @@ class Model:
         stress: bool = False,
         atomic: bool = False,
         energy_mask=None,
+        member_forces: bool = False,
     ) -> Result:
         """Energy (Hartree) and, on request, forces (Hartree/Angstrom), stress
         (Hartree/Angstrom^3) and atomic energies of one structure or a padded batch.
@@ -165,20 +166,26 @@ class Model:
         energy_mask: bools [N] or [B, N], the atoms whose energies count: energy, member
             energies, forces and stress are then those of the sum of their atomic energies
             (a domain with ghost atoms, as in LAMMPS); atomic energies are given for all atoms.
+        member_forces: also the forces of each ensemble member and their spread (one more
+            network and backward pass per member).
         """
         forces = _validate.flag(forces, "forces")
         stress = _validate.flag(stress, "stress")
         atomic = _validate.flag(atomic, "atomic")
+        member_forces = _validate.flag(member_forces, "member_forces")
         system = self.prepare(numbers, positions, cell, pbc)
         counted = _validate.energy_mask(energy_mask, system.numbers.shape, system.batched, system.mask)
         volumes = system.volumes() if stress else None
-        gradient = forces or stress
+        gradient = forces or stress or member_forces
 
-        plan = self.networks.plan(system.counts)
+        # member plans take the full AEV: so does the mean when they are wanted
+        plan = self.networks.default if member_forces else self.networks.plan(system.counts)
         run = self.aev_computer.forward(
             system.species, system.pairs, system.vectors, system.rows, system.n_atoms, plan.columns, backward=gradient
         )
         aev = run.aev if run.aev.dtype == self.dtype else run.aev.astype(self.dtype)  # TEMPORARY: float32 kernels
+        if member_forces:
+            result_members = self._member_forces(system, run, aev, counted)
         member_atomic, aev_gradient = plan.run(aev, system.counts, gradient)
         result = _result.energies(system, member_atomic, self.self_energies, atomic, counted)
         if gradient:
@@ -190,4 +197,20 @@ class Model:
             if stress:
                 sigma = virial / volumes[:, None, None]
                 result.stress = sigma if system.batched else sigma[0]
+        if member_forces:
+            result.member_forces, result.forces_std = result_members
         return result
+
+    def _member_forces(self, system, run, aev, counted) -> tuple[np.ndarray, np.ndarray]:
+        """(forces of each member [(B,) M, N, 3], their standard deviation (ddof=1))."""
+        members = []
+        for m in range(self.ensemble_size):
+            # a chunked run writes its gradient over the AEV: give it a copy
+            _, grad = self.networks.member_plan(m).run(aev.copy(), system.counts, True)
+            if counted is not None:
+                grad[system.rows[~counted]] = 0
+            members.append(run.backward(grad, system.pair_bounds, forces=True)[0])
+        stacked = np.stack(members)  # [M, A, 3]
+        std = stacked.std(axis=0, ddof=1) if len(members) > 1 else np.zeros_like(stacked[0])
+        per_structure = np.moveaxis(system.scatter(np.moveaxis(stacked, 0, 1)), -2, -3)  # M before N
+        return per_structure, system.scatter(std)

@@ -304,3 +304,29 @@ def test_model_pickles_for_multiprocessing(backend, tmp_path):
     path.unlink()
     again = pickle.loads(data)
     assert again.compute(numbers, pos).energy == shipped.compute(numbers, pos).energy
+
+
+def test_member_forces_average_to_the_forces(backend):
+    """Each member's forces are -dE_m/dr: their mean is the forces, and each member's
+    forces match its energy's directional derivative."""
+    model = get_model("ani-1x", backend)
+    rng = np.random.default_rng(41)
+    numbers, pos = random_molecule(rng, 11)
+    r = model.compute(numbers, pos, member_forces=True)
+    assert r.member_forces.shape == (8, 11, 3) and r.forces_std.shape == (11, 3)
+    np.testing.assert_allclose(r.member_forces.mean(axis=0), r.forces, atol=1e-6)
+    np.testing.assert_allclose(r.forces_std, r.member_forces.std(axis=0, ddof=1), atol=1e-12)
+    assert r.forces_std.max() > 1e-4  # the members disagree
+    step = rng.normal(size=pos.shape)
+    step /= np.linalg.norm(step)
+    h = 1e-3
+    plus = model.compute(numbers, pos + h * step, forces=False).member_energies
+    minus = model.compute(numbers, pos - h * step, forces=False).member_energies
+    slope = -np.einsum("mij,ij->m", r.member_forces, step)
+    np.testing.assert_allclose((plus - minus) / (2 * h), slope, atol=2e-4)
+    # batches: a leading structure axis, zeros on padding
+    batch = padded_batch([(numbers, pos), (numbers[:5], pos[:5])])
+    rb = model.compute(*batch, member_forces=True)
+    assert rb.member_forces.shape == (2, 8, 11, 3)
+    np.testing.assert_allclose(rb.member_forces[0], r.member_forces, atol=1e-6)
+    assert np.all(rb.member_forces[1, :, 5:] == 0)
