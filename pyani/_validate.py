@@ -190,3 +190,19 @@ def count(value, name: str, minimum: int = 0) -> int:
     if n < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {n}")
     return n
+
+
+def aev_constants(aev: dict, source: str) -> None:
+    """The AEV constants of a model file: finite, cutoffs positive, shifts non-empty."""
+    try:
+        cutoffs = float(aev["radial_cutoff"]), float(aev["angular_cutoff"])
+        scalars = [float(aev[k]) for k in ("eta_r", "eta_a", "zeta")]
+        shifts = [np.asarray(aev[k], dtype=np.float64) for k in ("shf_r", "shf_a", "shf_z")]
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{source}: the model's AEV constants are incomplete or not numbers ({err})") from None
+    if not all(np.isfinite([*cutoffs, *scalars])) or not all(np.all(np.isfinite(x)) for x in shifts):
+        raise ValueError(f"{source}: the model's AEV constants contain NaN or infinite values")
+    if not 0 < cutoffs[1] <= cutoffs[0]:
+        raise ValueError(f"{source}: the model's cutoffs must satisfy 0 < angular_cutoff <= radial_cutoff, got {cutoffs}")
+    if any(x.ndim != 1 or x.size == 0 for x in shifts):
+        raise ValueError(f"{source}: the model's AEV shifts (shf_r, shf_a, shf_z) must be non-empty lists")

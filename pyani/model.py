@@ -79,6 +79,7 @@ class Model:
             graph = _precision.float64_model(model if isinstance(model, bytes) else Path(model).read_bytes())
         session, metadata, used_device = _runtime.create_session(graph, device, n_threads, source)
         aev = metadata["aev"]
+        _validate.aev_constants(aev, source)
         if aev.get("cutoff_fn", "cosine") != "cosine":
             raise ValueError(f"{source}: unsupported cutoff function {aev['cutoff_fn']!r}")
         self.metadata = metadata
