@@ -117,7 +117,6 @@ def test_accepted_input_kinds(model):
     ("name", "error", "match"),
     [
         ("ani-3000", ValueError, "neither a known model"),
-        ("ani-2x", ValueError, "ANI-2x is not shipped"),
         ("/no/such/model.onnx", FileNotFoundError, "no such file"),
         ("/no/such/model.info", FileNotFoundError, "no such file"),
         (42, TypeError, "name_or_path must be a model name or a path"),
