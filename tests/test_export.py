@@ -16,8 +16,6 @@ import pyani
 from pyani.export import neurochem_to_onnx
 from pyani.export.neurochem import NeuroChemError
 
-pytest.importorskip("onnx")
-
 ELEMENTS = ["H", "C"]
 SHAPES = [(16, 6), (6, 4), (4, 1)]  # AEV length 2*2 + 3*2*2 = 16
 SELF_ENERGIES = [-0.5, -38.0]
@@ -176,7 +174,7 @@ def test_ani2x_from_neurochem_info(backend):
 
 def test_initializers_read_without_onnx_match_onnx(tmp_path):
     """pyani reads first-layer weights with its own protobuf reader (pyani._onnx_file)."""
-    import onnx
+    onnx = pytest.importorskip("onnx", reason="the optional onnx package (pip install 'pyani[export]')")
     from onnx import numpy_helper
 
     from pyani import _onnx_file

@@ -17,15 +17,18 @@ import pyani
 from pyani import _onnx_writer as w
 from pyani.export import neurochem_to_onnx
 
-onnx = pytest.importorskip("onnx")
-
 
 def check_with_onnx(data: bytes):
     """Parsed by onnx, valid for its checker, and byte-for-byte onnx's own serialization."""
+    onnx = _onnx()
     proto = onnx.load_from_string(data)
     onnx.checker.check_model(proto)
     assert proto.SerializeToString() == data
     return proto
+
+
+def _onnx():
+    return pytest.importorskip("onnx", reason="the optional onnx package (pip install 'pyani[export]')")
 
 
 def test_conversion_needs_no_onnx(tmp_path, monkeypatch):
@@ -55,6 +58,7 @@ def test_synthetic_model_is_valid_onnx(tmp_path):
 
 def test_writer_matches_onnx_helper_field_by_field():
     """Each message kind, against onnx.helper building the same message."""
+    _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
     arrays = [np.arange(6, dtype=np.float32).reshape(2, 3), np.array([0, -1, 5]), np.float32(2.5), np.array(True)]
