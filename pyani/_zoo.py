@@ -99,9 +99,11 @@ def _prepare(home: Path, target: Path) -> None:
 
 
 def _scratch(home: Path) -> Path:
-    # Beside the cache (not /tmp): the archive and its files need ~150 MB, and the final
-    # rename of the model stays on one file system.
+    """tmp/ beside the cache (not /tmp: the archive and its files need ~150 MB), emptied of
+    what a killed process left there (the caller holds the lock: nobody else uses it)."""
     path = home / "tmp"
+    for leftover in path.glob("pyani-ani-2x-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -179,8 +181,3 @@ def _instructions(home: Path, reason: str) -> str:
         f"URL (http://, https:// or file:// mirror of the zoo's archive); files are checked against "
         f"SHA-256 sums shipped with pyani."
     )
-
-
-def remove_scratch(home: Path | None = None) -> None:
-    """Delete leftovers of interrupted downloads (the tmp/ directory of the cache)."""
-    shutil.rmtree((home or cache_dir()) / "tmp", ignore_errors=True)

@@ -21,6 +21,7 @@ from test_export import write_ensemble
 
 import pyani
 from pyani import _cache, _zoo
+from pyani._cache import _umask
 
 #: A NeuroChem weight file of ANI-2x (any listed file would do).
 WEIGHTS = "ani-2x_8x/train3/networks/ANN-S.nnf-l2.wparam"
@@ -79,10 +80,13 @@ class _Server:
 
 
 def test_download_over_http_then_cached(home, monkeypatch, session_model):
+    leftover = home / "tmp" / "pyani-ani-2x-killed" / "resources"  # from a killed process
+    leftover.mkdir(parents=True)
     with _Server(ZOO_ARCHIVE.parent) as server:
         monkeypatch.setenv("PYANI_MODEL_URL", f"{server.url}/{ZOO_ARCHIVE.name}")
         path = _zoo.ani2x()
     assert path == home / "models" / "ani-2x.onnx"
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()  # readable as any file the user writes
     assert path.read_bytes() == session_model.read_bytes()
     assert cached_files(home) == ["models/ani-2x.onnx"]  # archive and extracted files are gone
     # the server is down and downloads are forbidden: the cache is enough
