@@ -89,6 +89,7 @@ def test_download_over_http_then_cached(home, monkeypatch, session_model):
     assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()  # readable as any file the user writes
     assert path.read_bytes() == session_model.read_bytes()
     assert cached_files(home) == ["models/ani-2x.onnx"]  # archive and extracted files are gone
+    assert not leftover.parent.exists()
     # the server is down and downloads are forbidden: the cache is enough
     monkeypatch.setenv("PYANI_OFFLINE", "1")
     model = pyani.load("ani-2x")
