@@ -333,3 +333,30 @@ def test_shipped_sums_cover_the_info_files():
     if ANI2X_INFO.is_file():
         listed = {p.relative_to(NEUROCHEM).as_posix() for p in NEUROCHEM.rglob("*") if p.is_file()}
         assert set(sums) == listed - {"LICENSE-ani-model-zoo"}
+
+
+def test_two_processes_at_once_convert_once(home, session_model):
+    """Two fresh processes ask for ANI-2x together: one downloads and converts, the other
+    waits for the lock and loads the result."""
+    require_ani2x_files()
+    code = "import pyani; print(pyani.load('ani-2x').elements)"
+    children = [_spawn(code, PYANI_MODEL_URL=ZOO_ARCHIVE.as_uri()) for _ in range(2)]
+    outputs = [child.communicate(timeout=300) for child in children]
+    for child, (out, err) in zip(children, outputs):
+        assert child.returncode == 0, err
+        assert "'Cl'" in out
+    errs = "".join(err for _, err in outputs)
+    assert errs.count("converted and cached") == 1 and errs.count("downloading") == 1
+    assert _zoo.model_path().read_bytes() == session_model.read_bytes()
+
+
+def test_missing_ani2x_files_fail_when_ci_requires_them(monkeypatch, tmp_path):
+    import conftest
+
+    monkeypatch.setattr(conftest, "ANI2X_INFO", tmp_path / "absent.info")
+    monkeypatch.setenv("PYANI_REQUIRE_ANI2X", "1")
+    with pytest.raises(pytest.fail.Exception, match="PYANI_REQUIRE_ANI2X"):
+        conftest.require_ani2x_files()
+    monkeypatch.delenv("PYANI_REQUIRE_ANI2X")
+    with pytest.raises(pytest.skip.Exception, match="not found"):
+        conftest.require_ani2x_files()
