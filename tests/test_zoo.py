@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -212,18 +213,20 @@ def _spawn(code: str, **env) -> subprocess.Popen:
     )
 
 
+def _read_line(stream, timeout: float) -> str:
+    """The next line of a child's pipe, or "" after ``timeout`` seconds (never hangs)."""
+    ready, _, _ = select.select([stream], [], [], timeout)
+    return stream.readline() if ready else ""
+
+
 def test_second_process_waits_for_the_lock(home, session_model):
     """While this process holds the lock, another one waits; it then finds the model that
     was made meanwhile instead of converting again (offline: it could not download)."""
     target = _zoo.model_path()
     with _cache.file_lock(home / "locks" / "ani-2x.lock", "test"):
         child = _spawn("import pyani._zoo as z; print(z.ani2x())", PYANI_OFFLINE="1")
-        deadline = time.monotonic() + 30
-        while child.poll() is None and time.monotonic() < deadline:
-            line = child.stderr.readline()
-            if "waiting for another process" in line:
-                break
-        assert child.poll() is None, child.communicate()
+        assert "waiting for another process" in _read_line(child.stderr, 60)
+        assert child.poll() is None
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(session_model, target)
     out, err = child.communicate(timeout=60)
@@ -241,7 +244,7 @@ def test_lock_of_a_killed_process_is_not_stale(home):
     )
     with _spawn(code) as child:
         try:
-            assert child.stdout.readline().strip() == "locked"
+            assert _read_line(child.stdout, 60).strip() == "locked"
         finally:
             child.send_signal(signal.SIGKILL)
     assert lock.exists()
@@ -260,7 +263,7 @@ def test_lock_timeout(home, monkeypatch):
     )
     with _spawn(code) as child:
         try:
-            assert child.stdout.readline().strip() == "locked"
+            assert _read_line(child.stdout, 60).strip() == "locked"
             with pytest.raises(TimeoutError, match="PYANI_LOCK_TIMEOUT"), _cache.file_lock(lock, "converting x"):
                 pass
         finally:
