@@ -177,7 +177,7 @@ def _instructions(home: Path, reason: str) -> str:
         f'(`python -c "import pyani._zoo as z; print(z.model_path())"` prints it) to {model_path(home)};\n'
         f"  2. download {url} and save it as {home / 'downloads' / ARCHIVE};\n"
         f"  3. put the archive's resources/{INFO} and resources/ani-2x_8x/ directory in {home / 'neurochem'}/.\n"
-        f"The cache directory is ${{PYANI_HOME}} (now {home}); ${URL_VARIABLE} sets another download "
+        f"The cache directory is $PYANI_HOME (now {home}); ${URL_VARIABLE} sets another download "
         f"URL (http://, https:// or file:// mirror of the zoo's archive); files are checked against "
         f"SHA-256 sums shipped with pyani."
     )
