@@ -1,9 +1,13 @@
-"""Where a model comes from: a shipped name, a pyani ``.onnx`` file or a NeuroChem ``.info`` file."""
+"""Where a model comes from: a shipped name, ANI-2x (downloaded once and cached, see
+pyani/_zoo.py), a pyani ``.onnx`` file or a NeuroChem ``.info`` file (converted once and
+cached by content, see pyani/_cache.py)."""
 
 from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+
+from . import _cache, _zoo
 
 #: Models shipped inside the package (pyani/models/*.onnx), by canonical name.
 SHIPPED = {"ani-1x": "ani-1x.onnx", "ani-1ccx": "ani-1ccx.onnx"}
@@ -19,11 +23,14 @@ def canonical_name(name: str) -> str | None:
 
 
 def shipped_name(model: bytes | str) -> str | None:
-    """The name of a shipped model given as its file path; None for any other model."""
+    """The name of a model loadable by name given as its file path (shipped, or the cached
+    ANI-2x); None for any other model."""
+    if not isinstance(model, str):
+        return None
     for name, file in SHIPPED.items():
-        if isinstance(model, str) and model == str(files("pyani") / "models" / file):
+        if model == str(files("pyani") / "models" / file):
             return name
-    return None
+    return "ani-2x" if model == str(_zoo.model_path()) else None
 
 
 def locate(name_or_path: str | Path) -> tuple[str, bytes | str]:
@@ -35,18 +42,13 @@ def locate(name_or_path: str | Path) -> tuple[str, bytes | str]:
     if canonical in SHIPPED:
         return f"pyani model {canonical!r}", str(files("pyani") / "models" / SHIPPED[canonical])
     if canonical == "ani-2x":
-        raise ValueError(
-            "name_or_path: ANI-2x is not shipped with pyani; pass the path to its NeuroChem "
-            "file ani-2x_8x.info (converted on the fly) or to a converted .onnx file"
-        )
+        return f"pyani model {canonical!r}", str(_zoo.ani2x())
     path = Path(name_or_path)
     if path.suffix not in (".onnx", ".info"):
-        known = ", ".join(repr(n) for n in SHIPPED)
+        known = ", ".join(repr(n) for n in (*SHIPPED, "ani-2x"))
         raise ValueError(f"name_or_path: {text!r} is neither a known model ({known}) nor a .onnx / .info path")
     if not path.is_file():
         raise FileNotFoundError(f"name_or_path: no such file: {path}")
     if path.suffix == ".info":
-        from .export import neurochem_to_onnx
-
-        return str(path), neurochem_to_onnx(path)
+        return str(path), _cache.converted_info(path)
     return str(path), str(path)

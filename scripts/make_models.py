@@ -4,7 +4,7 @@ The torchani 2.0 wheel (MIT licence) carries the original NeuroChem ensembles of
 ANI-1ccx under torchani/resources/. This script downloads that wheel with pip (no torch
 needed), extracts the two ensembles and converts them with pyani.export.neurochem_to_onnx.
 
-    python scripts/make_models.py            # needs pyani (onnx) importable and pip + network
+    python scripts/make_models.py            # needs pyani importable (not onnx) and pip + network
     python scripts/make_models.py --from DIR # DIR holds ani-1x_8x.info, ani-1ccx_8x.info, ...
 """
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
+import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +17,50 @@ from pyani import _backend
 
 DATA = Path(__file__).parent / "data"
 #: ANI-2x NeuroChem files live only in ../shared (never in the project).
-ANI2X_INFO = Path(__file__).resolve().parents[2] / "shared" / "models" / "neurochem" / "ani-2x_8x.info"
+NEUROCHEM = Path(__file__).resolve().parents[2] / "shared" / "models" / "neurochem"
+ANI2X_INFO = NEUROCHEM / "ani-2x_8x.info"
+
+# The tests never touch the user's cache: a fresh PYANI_HOME for the session, and ANI-2x
+# comes from a file:// mirror of the model zoo's archive built from ../shared, through the
+# same download, check and conversion as pyani.load("ani-2x") after a plain install.
+# (Test modules import conftest a second time, as a plain module: both share one directory.)
+if "_PYANI_TESTS_DIR" not in os.environ:
+    os.environ["_PYANI_TESTS_DIR"] = tempfile.mkdtemp(prefix="pyani-tests-")
+_SESSION_DIR = Path(os.environ["_PYANI_TESTS_DIR"])
+os.environ["PYANI_HOME"] = str(_SESSION_DIR / "home")
+os.environ.pop("PYANI_OFFLINE", None)
+ZOO_ARCHIVE = _SESSION_DIR / "mirror" / "ani-2x.zip"
+
+
+def build_zoo_archive(out: Path, change=None) -> Path:
+    """A zip laid out as GitHub's archive of aiqm/ani-model-zoo at tag ani-2x, from the
+    files in ../shared; ``change(relative path, bytes) -> bytes`` alters file contents."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("ani-model-zoo-ani-2x/README.md", "mirror for tests\n")
+        for path in sorted([ANI2X_INFO, *(NEUROCHEM / "ani-2x_8x").rglob("*")]):
+            if path.is_file():
+                name = path.relative_to(NEUROCHEM).as_posix()
+                data = path.read_bytes()
+                zf.writestr(f"ani-model-zoo-ani-2x/resources/{name}", change(name, data) if change else data)
+    return out
+
+
+def require_ani2x_files() -> None:
+    """Skip without ../shared's ANI-2x files; fail instead when CI sets PYANI_REQUIRE_ANI2X=1."""
+    if ANI2X_INFO.is_file():
+        if not ZOO_ARCHIVE.is_file():
+            build_zoo_archive(ZOO_ARCHIVE)
+        os.environ["PYANI_MODEL_URL"] = ZOO_ARCHIVE.as_uri()
+        return
+    message = f"ANI-2x NeuroChem files not found at {ANI2X_INFO} (they live in ../shared)"
+    if os.environ.get("PYANI_REQUIRE_ANI2X", "") not in ("", "0"):
+        pytest.fail(message + "; PYANI_REQUIRE_ANI2X is set")
+    pytest.skip(message)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
 def available_backends() -> list[str]:
@@ -44,15 +90,12 @@ _cache: dict = {}
 
 
 def get_model(name: str, backend: str, precision: str = "float32") -> pyani.Model:
-    """Models are slow-ish to load (ANI-2x is converted from NeuroChem): load each once."""
+    """Models by name, each loaded once (ANI-2x from the test mirror: see require_ani2x_files)."""
     key = (name, backend, precision)
     if key not in _cache:
         if name == "ani-2x":
-            if not ANI2X_INFO.is_file():
-                pytest.skip(f"ANI-2x NeuroChem files not found at {ANI2X_INFO} (they live in ../shared)")
-            _cache[key] = pyani.load(ANI2X_INFO, backend=backend, precision=precision)
-        else:
-            _cache[key] = pyani.load(name, backend=backend, precision=precision)
+            require_ani2x_files()
+        _cache[key] = pyani.load(name, backend=backend, precision=precision)
     return _cache[key]
 
 

@@ -10,12 +10,12 @@ from .neurochem import read_info
 def neurochem_to_onnx(info_file: str | Path, out_path: str | Path | None = None) -> bytes:
     """Convert a NeuroChem ensemble (its ``.info`` file) to a pyani ``.onnx`` model.
 
-    Returns the serialized model; also writes it to ``out_path`` when given. Needs the
-    ``onnx`` package (a dependency of pyani, imported only here).
+    Returns the serialized model; also writes it to ``out_path`` when given. Needs no
+    ``onnx`` package: pyani writes the protobuf itself (pyani/_onnx_writer.py).
     """
     from .onnx_graph import build_model
 
-    data = build_model(read_info(info_file)).SerializeToString()
+    data = build_model(read_info(info_file))
     if out_path is not None:
         Path(out_path).write_bytes(data)
     return data

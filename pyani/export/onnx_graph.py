@@ -32,6 +32,8 @@ import json
 
 import numpy as np
 
+from .. import _onnx_writer as onnx_writer
+from .._onnx_writer import BOOL, FLOAT, INT64
 from .neurochem import CELU_ALPHA, Ensemble
 
 FORMAT_VERSION = 2
@@ -70,13 +72,10 @@ def ensemble_metadata(ens: Ensemble) -> dict:
 
 
 class _Builder:
-    """Collects nodes and initializers with unique names."""
+    """Collects serialized nodes and initializers with unique names."""
 
     def __init__(self):
-        from onnx import helper, numpy_helper
-
-        self.helper, self.numpy_helper = helper, numpy_helper
-        self.initializers = []
+        self.initializers: list[bytes] = []
         self.names: set[str] = set()
 
     def name(self, base: str) -> str:
@@ -89,19 +88,17 @@ class _Builder:
 
     def const(self, base: str, array) -> str:
         name = self.name(base)
-        self.initializers.append(self.numpy_helper.from_array(np.asarray(array), name))
+        self.initializers.append(onnx_writer.tensor(name, np.asarray(array)))
         return name
 
     def node(self, nodes: list, op: str, inputs: list[str], base: str, **attrs) -> str:
         out = self.name(base)
-        nodes.append(self.helper.make_node(op, inputs, [out], name=out, **attrs))
+        nodes.append(onnx_writer.node(op, inputs, [out], out, **attrs))
         return out
 
 
-def build_model(ens: Ensemble):
-    """Return the ``onnx.ModelProto`` of ``ens`` (forward + gradient, metadata included)."""
-    from onnx import TensorProto, checker, helper
-
+def build_model(ens: Ensemble) -> bytes:
+    """The serialized ONNX model of ``ens`` (forward + gradient, metadata included)."""
     meta = ensemble_metadata(ens)
     n_members = ens.ensemble_size
     n_features = meta["aev"]["length"]
@@ -129,7 +126,7 @@ def build_model(ens: Ensemble):
         return b.node(grad, "Clip", [h, "", one], f"{tag}_dh")
 
     chunks = [b.name(f"aev_{el}") for el in ens.elements]
-    main.append(helper.make_node("Split", ["aev", "counts"], chunks, name="split_by_element", axis=0))
+    main.append(onnx_writer.node("Split", ["aev", "counts"], chunks, "split_by_element", axis=0))
     energies, gradients, first_layer = [], [], []
     for el, x, members in zip(ens.elements, chunks, ens.networks):
         n_layers = len(members[0])
@@ -181,40 +178,38 @@ def build_model(ens: Ensemble):
         gradients.append(b.node(grad, "Gemm", [g, w1], f"{el}_aev_grad", transB=1))  # g @ w1^T
 
     meta["first_layer_weights"] = first_layer  # what a session may replace by some of its rows
-    main.append(helper.make_node("Concat", energies, ["atomic_energies"], name="concat_energies", axis=1))
-    grad.append(helper.make_node("Concat", gradients, ["grad_out"], name="concat_gradients", axis=0))
-    empty = helper.make_tensor("empty", TensorProto.FLOAT, [0, n_features], [])
-    out_info = helper.make_tensor_value_info("grad_out", TensorProto.FLOAT, ["n_rows", "n_features"])
-    then_graph = helper.make_graph(grad, "gradient", [], [out_info])
-    else_graph = helper.make_graph(
-        [helper.make_node("Constant", [], ["grad_out"], value=empty)], "no_gradient", [], [out_info]
-    )
+    main.append(onnx_writer.node("Concat", energies, ["atomic_energies"], "concat_energies", axis=1))
+    grad.append(onnx_writer.node("Concat", gradients, ["grad_out"], "concat_gradients", axis=0))
+    empty = onnx_writer.empty_tensor("empty", FLOAT, [0, n_features])
+    out_info = onnx_writer.value_info("grad_out", FLOAT, ["n_rows", "n_features"])
+    then_graph = onnx_writer.graph(grad, "gradient", [], [out_info])
+    constant = onnx_writer.node("Constant", [], ["grad_out"], None, value=onnx_writer.Tensor(empty))
+    else_graph = onnx_writer.graph([constant], "no_gradient", [], [out_info])
     main.append(
-        helper.make_node(
+        onnx_writer.node(
             "If",
             ["with_gradient"],
             ["aev_gradient"],
-            name="maybe_gradient",
-            then_branch=then_graph,
-            else_branch=else_graph,
+            "maybe_gradient",
+            then_branch=onnx_writer.Graph(then_graph),
+            else_branch=onnx_writer.Graph(else_graph),
         )
     )
-    graph = helper.make_graph(
+    graph = onnx_writer.graph(
         main,
         "ani_ensemble",
         [
-            helper.make_tensor_value_info("aev", TensorProto.FLOAT, ["n_atoms", "n_features"]),
-            helper.make_tensor_value_info("counts", TensorProto.INT64, [len(ens.elements)]),
-            helper.make_tensor_value_info("with_gradient", TensorProto.BOOL, []),
+            onnx_writer.value_info("aev", FLOAT, ["n_atoms", "n_features"]),
+            onnx_writer.value_info("counts", INT64, [len(ens.elements)]),
+            onnx_writer.value_info("with_gradient", BOOL, []),
         ],
         [
-            helper.make_tensor_value_info("atomic_energies", TensorProto.FLOAT, [n_members, "n_atoms"]),
-            helper.make_tensor_value_info("aev_gradient", TensorProto.FLOAT, ["n_rows", "n_features"]),
+            onnx_writer.value_info("atomic_energies", FLOAT, [n_members, "n_atoms"]),
+            onnx_writer.value_info("aev_gradient", FLOAT, ["n_rows", "n_features"]),
         ],
-        initializer=b.initializers,
+        b.initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pyani")
-    model.ir_version = 8  # readable by onnxruntime >= 1.14
-    helper.set_model_props(model, {METADATA_KEY: json.dumps(meta)})
-    checker.check_model(model)
-    return model
+    # IR version 8: readable by onnxruntime >= 1.14.
+    return onnx_writer.model(
+        graph, ir_version=8, opset=OPSET, producer="pyani", metadata={METADATA_KEY: json.dumps(meta)}
+    )
