@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._onnx_file import _BYTES, _FIXED32, _FIXED64, _VARINT, _fields
+from ._onnx_writer import _bytes, _int, _varint
 
 FLOAT, DOUBLE = 1, 11  # TensorProto.DataType
 
@@ -28,26 +29,13 @@ _TENSOR_TYPE, _TENSOR_FLOATS, _TENSOR_RAW, _TENSOR_DOUBLES = 2, 4, 9, 10
 _ELEM_TYPE = 1  # TypeProto.Tensor.elem_type
 
 
-def _encode_varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def _field(number: int, wire: int, value) -> bytes:
-    key = _encode_varint(number << 3 | wire)
     if wire == _VARINT:
-        return key + _encode_varint(value)
+        return _int(number, value)
     if wire == _BYTES:
-        return key + _encode_varint(len(value)) + bytes(value)
+        return _bytes(number, bytes(value))
     if wire in (_FIXED32, _FIXED64):
-        return key + bytes(value)
+        return _varint(number << 3 | wire) + bytes(value)
     raise ValueError(f"unsupported protobuf wire type {wire}")
 
 

@@ -203,6 +203,8 @@ def aev_constants(aev: dict, source: str) -> None:
     if not all(np.isfinite([*cutoffs, *scalars])) or not all(np.all(np.isfinite(x)) for x in shifts):
         raise ValueError(f"{source}: the model's AEV constants contain NaN or infinite values")
     if not 0 < cutoffs[1] <= cutoffs[0]:
-        raise ValueError(f"{source}: the model's cutoffs must satisfy 0 < angular_cutoff <= radial_cutoff, got {cutoffs}")
+        raise ValueError(
+            f"{source}: the model's cutoffs must satisfy 0 < angular_cutoff <= radial_cutoff, got {cutoffs}"
+        )
     if any(x.ndim != 1 or x.size == 0 for x in shifts):
         raise ValueError(f"{source}: the model's AEV shifts (shf_r, shf_a, shf_z) must be non-empty lists")
