@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import get_model
@@ -168,3 +170,30 @@ def test_bad_backend_environment(monkeypatch):
     monkeypatch.setenv("PYANI_BACKEND", "fortran")
     with pytest.raises(ValueError, match="PYANI_BACKEND must be one of"):
         pyani.load("ani-1x")
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"radial_cutoff": float("nan")}, "NaN or infinite"),
+        ({"angular_cutoff": 9.0}, "0 < angular_cutoff <= radial_cutoff"),
+        ({"shf_a": []}, "must be non-empty"),
+        ({"eta_r": "fast"}, "not numbers"),
+    ],
+)
+def test_model_file_with_bad_aev_constants(tmp_path, change, match):
+    """A model file's AEV constants are checked once, at load, before any kernel sees them."""
+    import json
+
+    from pyani import _onnx_file
+    from pyani import _onnx_writer as w
+    from pyani._model_files import locate
+
+    data = Path(locate("ani-1x")[1]).read_bytes()
+    graph = next(bytes(v) for n, _, v in _onnx_file._fields(memoryview(data)) if n == 7)
+    meta = pyani.load("ani-1x").metadata
+    meta = {**meta, "aev": {**meta["aev"], **change}}
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(w.model(graph, ir_version=8, opset=17, producer="test", metadata={"pyani": json.dumps(meta)}))
+    with pytest.raises(ValueError, match=match):
+        pyani.load(path)
