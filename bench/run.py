@@ -270,21 +270,26 @@ def main():
     results = {"threads": args.threads, "workloads": {}, "profile": {}, "cold_start": {}}
     torchani = load_torchani(args.threads)
     loads = workloads()
-    header = f"{'workload':<26}{'unit':>13}" + "".join(f"{b:>12}" for b in backends)
-    if torchani:
-        header += f"{'TorchANI':>12}" + "".join(f"{'ratio ' + b:>14}" for b in backends)
-    print(f"ANI-1ccx, {args.threads} threads\n{header}")
     models = {b: pyani.load("ani-1ccx", backend=b, n_threads=args.threads) for b in backends}
+    # the cost of load(precision="float64"), on the first backend
+    models[f"{backends[0]} f64"] = pyani.load(
+        "ani-1ccx", backend=backends[0], n_threads=args.threads, precision="float64"
+    )
+    columns = list(models)
+    header = f"{'workload':<26}{'unit':>13}" + "".join(f"{b:>12}" for b in columns)
+    if torchani:
+        header += f"{'TorchANI':>12}" + "".join(f"{'ratio ' + b:>14}" for b in columns)
+    print(f"ANI-1ccx, {args.threads} threads\n{header}")
     for name, (z, p, c, forces, count, unit) in loads.items():
         row = {}
         for b, m in models.items():
             row[b] = figure(timeit(partial(m.compute, z, p, c, forces=forces)), count, unit)
         if torchani:
             row["torchani"] = figure(timeit(partial(torchani.compute, z, p, c, forces=forces)), count, unit)
-        line = f"{name:<26}{unit:>13}" + "".join(f"{row[b]:>12.4g}" for b in backends)
+        line = f"{name:<26}{unit:>13}" + "".join(f"{row[b]:>12.4g}" for b in columns)
         if torchani:
             line += f"{row['torchani']:>12.4g}"
-            for b in backends:
+            for b in columns:
                 ratio = row["torchani"] / row[b] if unit == "ms" else row[b] / row["torchani"]
                 row[f"ratio_{b}"] = ratio
                 line += f"{ratio:>13.2f}x"
@@ -297,7 +302,8 @@ def main():
         "1536-atom water box": (*systems.water_box(512), 1536, "atoms/s"),
     }
     floors = {}
-    for b, m in models.items():
+    for b in backends:
+        m = models[b]
         for label, (z, p, c, _, _) in profiled.items():
             stages, flops = profile(m, z, p, c)
             results["profile"][f"{b}, {label}"] = stages
