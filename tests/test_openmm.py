@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import importlib.util
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -78,6 +80,39 @@ def test_entry_points_register_pyani():
     """openmm-ml found pyani's potentials through the installed entry points (reinstall if not)."""
     for name in ("pyani", "pyani-ani1ccx", "pyani-ani1x", "pyani-ani2x"):
         assert isinstance(MLPotential._implFactories.get(name), PyaniPotentialImplFactory), name
+
+
+NO_TORCH_SCRIPT = """
+import sys
+
+class RecordTorch:  # records any attempt to import torch, installed or not
+    attempts = []
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchani"):
+            self.attempts.append(name)
+        return None
+
+sys.meta_path.insert(0, RecordTorch())
+import numpy as np, openmm
+from openmm import app
+from openmmml import MLPotential
+topology = app.Topology()
+residue = topology.addResidue("HOH", topology.addChain())
+for name, symbol in (("O", "O"), ("H1", "H"), ("H2", "H")):
+    topology.addAtom(name, app.Element.getBySymbol(symbol), residue)
+system = MLPotential("pyani-ani1ccx").createSystem(topology)
+context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+context.setPositions(np.array([[0, 0, 0], [0.0957, 0, 0], [-0.024, 0.0927, 0]]))
+print(context.getState(getEnergy=True).getPotentialEnergy())
+print(RecordTorch.attempts)
+"""
+
+
+def test_no_torch_anywhere(tmp_path):
+    """openmm-ml + pyani: making a System and computing an energy never tries to import torch."""
+    out = subprocess.run([sys.executable, "-c", NO_TORCH_SCRIPT], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "[]"
 
 
 # ---------------------------------------------------------------------------------------------
