@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ANI2X_INFO, get_model
+from conftest import ANI2X_INFO, BACKENDS, get_model
 from oracles import water_box
 
 if importlib.util.find_spec("openmmml") is None:
@@ -34,6 +34,8 @@ from pyani.openmm import HARTREE_TO_KJ_PER_MOL, PyaniPotentialImplFactory
 
 KJ = unit.kilojoule_per_mole
 KJ_NM = unit.kilojoule_per_mole / unit.nanometer
+#: the backend of tests that run one (pyani.load's "auto" picks the same)
+DEFAULT_BACKEND = BACKENDS[0]
 #: kJ/mol/nm per Hartree/Angstrom
 FORCE_UNIT = HARTREE_TO_KJ_PER_MOL * 10.0
 
@@ -169,9 +171,11 @@ def test_ani2x_from_its_neurochem_file():
     positions = np.array(
         [[1.77, 0, 0], [0, 0, 0], [-0.6, 1.7, 0], [-0.36, -0.52, 0.89], [-0.36, -0.52, -0.89], [-1.9, 1.5, 0.1]]
     )
-    system = MLPotential("pyani-ani2x", model=str(ANI2X_INFO), n_threads=1).createSystem(topology_of(numbers, 6))
+    system = MLPotential("pyani-ani2x", model=str(ANI2X_INFO), backend=DEFAULT_BACKEND, n_threads=1).createSystem(
+        topology_of(numbers, 6)
+    )
     energy, forces = evaluate(system, positions / 10.0)
-    expected = get_model("ani-2x", "cpp").compute(numbers, positions)
+    expected = get_model("ani-2x", DEFAULT_BACKEND).compute(numbers, positions)
     assert energy == pytest.approx(expected.energy * HARTREE_TO_KJ_PER_MOL, rel=1e-12)
     np.testing.assert_allclose(forces, expected.forces * FORCE_UNIT, rtol=0, atol=1e-6)
 
@@ -248,7 +252,7 @@ def test_mixed_system_with_link_atoms(solvated):
     sites, which pyani sees as hydrogens at the sites' positions."""
     topology, positions, _ = solvated
     ala = [atom.index for atom in topology.atoms() if atom.residue.name == "ALA"]
-    mixed = MLPotential("pyani-ani1ccx", n_threads=1).createMixedSystem(
+    mixed = MLPotential("pyani-ani1ccx", backend=DEFAULT_BACKEND, n_threads=1).createMixedSystem(
         topology, mm_system(topology, app.NoCutoff), ala, forceGroup=1
     )
     assert mixed.getNumParticles() == topology.getNumAtoms() + 2  # two caps
@@ -261,8 +265,10 @@ def test_mixed_system_with_link_atoms(solvated):
     state = context.getState(getEnergy=True, getPositions=True, groups={1})
     x = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
     region = ala + caps
-    expected = get_model("ani-1ccx", "cpp").compute(
-        [*numbers_of(topology)[ala], 1, 1], x[region] * 10.0, np.array(topology.getPeriodicBoxVectors()._value) * 10
+    expected = get_model("ani-1ccx", DEFAULT_BACKEND).compute(
+        [*numbers_of(topology)[ala], 1, 1],
+        x[region] * 10.0,
+        np.array(topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)) * 10.0,
     )
     assert state.getPotentialEnergy().value_in_unit(KJ) == pytest.approx(
         expected.energy * HARTREE_TO_KJ_PER_MOL, rel=1e-12
@@ -293,7 +299,7 @@ def test_interpolated_mixed_system(solvated):
 def test_langevin_dynamics_of_the_dipeptide():
     """200 Langevin steps (the bench runs 1000): finite energies, bonds intact, a sane temperature."""
     topology, positions = dipeptide.alanine_dipeptide()
-    system = MLPotential("pyani-ani1ccx", n_threads=1, skin=1.0).createSystem(topology)
+    system = MLPotential("pyani-ani1ccx", backend=DEFAULT_BACKEND, n_threads=1, skin=1.0).createSystem(topology)
     integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1.0 / unit.picosecond, 0.5 * unit.femtosecond)
     integrator.setRandomNumberSeed(1)
     cpu = openmm.Platform.getPlatformByName("CPU")
@@ -306,7 +312,7 @@ def test_langevin_dynamics_of_the_dipeptide():
     energy = state.getPotentialEnergy().value_in_unit(KJ)
 
     # the Verlet list (skin 1 A) gives the energy of a fresh list at the final positions
-    fresh = get_model("ani-1ccx", "cpp").compute(numbers_of(topology), x)
+    fresh = get_model("ani-1ccx", DEFAULT_BACKEND).compute(numbers_of(topology), x)
     assert energy == pytest.approx(fresh.energy * HARTREE_TO_KJ_PER_MOL, rel=1e-12)
     bonds = np.array([np.linalg.norm(x[b.atom1.index] - x[b.atom2.index]) for b in topology.bonds()])
     assert bonds.min() > 0.85 and bonds.max() < 1.75, bonds
@@ -338,7 +344,7 @@ def test_verlet_dynamics_conserves_energy():
 def test_systems_copy_and_serialize(tmp_path):
     """OpenMM pickles the force's function to copy or save a System: the copy reloads the model."""
     topology, positions = dipeptide.alanine_dipeptide()
-    system = MLPotential("pyani-ani1x", n_threads=1, backend="cpp").createSystem(topology)
+    system = MLPotential("pyani-ani1x", n_threads=1, backend=DEFAULT_BACKEND).createSystem(topology)
     energy = evaluate(system, positions)[0]
     assert evaluate(copy.deepcopy(system), positions)[0] == energy
     path = tmp_path / "system.xml"
