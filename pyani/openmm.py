@@ -123,6 +123,12 @@ class PyaniPotentialImpl(MLPotentialImpl):
         indices = list(range(len(all_atoms))) if atoms is None else [int(i) for i in atoms]
         if not indices:
             raise ValueError("atoms: no atoms given for the ML potential")
+        bad = [i for i in indices if not 0 <= i < len(all_atoms)]
+        if bad:
+            raise ValueError(f"atoms: index {bad[0]} is not an atom of the topology (0 to {len(all_atoms) - 1})")
+        if len(set(indices)) != len(indices):
+            twice = next(i for i in indices if indices.count(i) > 1)
+            raise ValueError(f"atoms: atom {twice} is listed more than once")
         numbers = np.array([_atomic_number(all_atoms[i], self) for i in indices], dtype=np.int64)
         periodic = topology.getPeriodicBoxVectors() is not None or system.usesPeriodicBoundaryConditions()
 

@@ -374,6 +374,21 @@ def test_element_outside_the_ml_region_is_fine():
     assert mixed.getNumForces() == 1
 
 
+def test_bad_atom_subsets():
+    topology = topology_of(np.array([8, 1, 1, 8, 1, 1]), 3)
+    system = openmm.System()
+    for _ in range(6):
+        system.addParticle(1.0)
+    potential = MLPotential("pyani-ani1ccx")
+    for atoms, message in [
+        ([0, 1, 6], "index 6 is not an atom"),
+        ([-1, 0], "index -1"),
+        ([0, 1, 1], "atom 1 is listed"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            potential.createMixedSystem(topology, system, atoms, removeConstraints=False)
+
+
 def test_atom_without_element():
     topology = topology_of(np.array([8, 1, 1]), 3)
     atom = list(topology.atoms())[2]
