@@ -29,7 +29,7 @@ except ImportError as error:  # pragma: no cover - depends on what is installed
         f"pyani.openmm needs OpenMM >= 8.5.2 and openmm-ml >= 1.8: pip install 'pyani[openmm]' (import failed: {error})"
     ) from error
 
-from .model import load
+from . import load  # the public entry point only
 
 #: kJ/mol per Hartree (CODATA 2018: 4.3597447222071e-18 J * 6.02214076e23 / mol).
 HARTREE_TO_KJ_PER_MOL = 2625.4996394799
