@@ -23,13 +23,14 @@ try:
     import openmm
     import openmm.app
     from openmm import unit
-    from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
+    from openmmml.mlpotential import MLPotentialImpl
 except ImportError as error:  # pragma: no cover - depends on what is installed
     raise ImportError(
         f"pyani.openmm needs OpenMM >= 8.5.2 and openmm-ml >= 1.8: pip install 'pyani[openmm]' (import failed: {error})"
     ) from error
 
 from . import load  # the public entry point only
+from ._openmm_entry import PyaniPotentialImplFactory
 
 #: kJ/mol per Hartree (CODATA 2018: 4.3597447222071e-18 J * 6.02214076e23 / mol).
 HARTREE_TO_KJ_PER_MOL = 2625.4996394799
@@ -44,12 +45,7 @@ LOAD_OPTIONS = ("backend", "device", "n_threads", "skin")
 
 ANI2X_ELEMENTS = ("H", "C", "N", "O", "S", "F", "Cl")
 
-
-class PyaniPotentialImplFactory(MLPotentialImplFactory):
-    """Creates a :class:`PyaniPotentialImpl` for each ``MLPotential("pyani...")``."""
-
-    def createImpl(self, name: str, **args) -> PyaniPotentialImpl:
-        return PyaniPotentialImpl(name, **args)
+__all__ = ["HARTREE_TO_KJ_PER_MOL", "PyaniForceFunction", "PyaniPotentialImpl", "PyaniPotentialImplFactory"]
 
 
 class PyaniPotentialImpl(MLPotentialImpl):

@@ -110,6 +110,15 @@ print(RecordTorch.attempts)
 """
 
 
+@pytest.mark.parametrize("first", ["pyani.openmm", "openmmml", "pyani._openmm_entry"])
+def test_any_import_order(first, tmp_path):
+    """openmm-ml loads the entry points while it is being imported: importing pyani.openmm
+    first must not make that a circular import."""
+    script = f"import {first}\nfrom openmmml import MLPotential\nMLPotential('pyani-ani1x')\nprint('ok')"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.split() == ["ok"], out.stderr
+
+
 def test_no_torch_anywhere(tmp_path):
     """openmm-ml + pyani: making a System and computing an energy never tries to import torch."""
     out = subprocess.run([sys.executable, "-c", NO_TORCH_SCRIPT], capture_output=True, text=True, cwd=tmp_path)
