@@ -4,7 +4,7 @@ Registered through the ``openmmml.potentials`` entry point, so after ``pip insta
 
 >>> from openmmml import MLPotential
 >>> potential = MLPotential("pyani-ani1ccx")                # or "pyani-ani1x"
->>> potential = MLPotential("pyani-ani2x", model="ani-2x_8x.info")
+>>> potential = MLPotential("pyani-ani2x")                  # downloaded once, then cached
 >>> potential = MLPotential("pyani", model="my.onnx", n_threads=2, skin=1.0)
 >>> system = potential.createSystem(topology)
 >>> mixed = potential.createMixedSystem(topology, mm_system, ligand_atoms)
@@ -38,12 +38,10 @@ HARTREE_TO_KJ_PER_MOL = 2625.4996394799
 ANGSTROM_PER_NM = 10.0
 
 #: Potential names registered by pyani -> the model each loads (None: given by ``model=``).
-POTENTIALS = {"pyani-ani1ccx": "ani-1ccx", "pyani-ani1x": "ani-1x", "pyani-ani2x": None, "pyani": None}
+POTENTIALS = {"pyani-ani1ccx": "ani-1ccx", "pyani-ani1x": "ani-1x", "pyani-ani2x": "ani-2x", "pyani": None}
 
 #: Keyword arguments of ``MLPotential(...)`` forwarded to ``pyani.load``.
 LOAD_OPTIONS = ("backend", "device", "n_threads", "skin")
-
-ANI2X_ELEMENTS = ("H", "C", "N", "O", "S", "F", "Cl")
 
 __all__ = ["HARTREE_TO_KJ_PER_MOL", "PyaniForceFunction", "PyaniPotentialImpl", "PyaniPotentialImplFactory"]
 
@@ -51,9 +49,9 @@ __all__ = ["HARTREE_TO_KJ_PER_MOL", "PyaniForceFunction", "PyaniPotentialImpl", 
 class PyaniPotentialImpl(MLPotentialImpl):
     """An ANI model run by pyani inside OpenMM (energy kJ/mol, forces kJ/mol/nm).
 
-    name: "pyani-ani1ccx", "pyani-ani1x" (shipped models), "pyani-ani2x" (needs ``model=``, the
-        path to ANI-2x's NeuroChem ``ani-2x_8x.info`` or a converted ``.onnx``: not shipped yet)
-        or "pyani" (``model=`` any name or path ``pyani.load`` accepts).
+    name: "pyani-ani1ccx", "pyani-ani1x", "pyani-ani2x" (pyani's models by name: ANI-2x is
+        downloaded on first use and cached) or "pyani" (``model=`` any name or path
+        ``pyani.load`` accepts).
     model: see name.
     backend, device, n_threads, skin: passed to ``pyani.load`` (skin in Angstrom).
 
@@ -75,11 +73,6 @@ class PyaniPotentialImpl(MLPotentialImpl):
                 f"MLPotential({name!r}) runs pyani's shipped {shipped} and takes no model=; "
                 f"use MLPotential('pyani', model={model!r}) for another model"
             )
-        if name == "pyani-ani2x" and model is None:
-            raise ValueError(
-                "MLPotential('pyani-ani2x') needs model=<path>: ANI-2x is not shipped with pyani yet; "
-                "pass the path to its NeuroChem file ani-2x_8x.info or to a converted .onnx file"
-            )
         if name == "pyani" and model is None:
             raise ValueError(
                 "MLPotential('pyani') needs model=<name or path>: 'ani-1ccx', 'ani-1x', a .onnx or a NeuroChem .info"
@@ -92,11 +85,6 @@ class PyaniPotentialImpl(MLPotentialImpl):
         except (ValueError, TypeError, FileNotFoundError) as error:
             raise type(error)(f"MLPotential({name!r}): {error}") from error
         self.elements = tuple(self._spare_model.elements)
-        if name == "pyani-ani2x" and set(self.elements) != set(ANI2X_ELEMENTS):
-            raise ValueError(
-                f"MLPotential('pyani-ani2x'): model={model!r} knows elements {', '.join(self.elements)}, "
-                f"not ANI-2x's {', '.join(ANI2X_ELEMENTS)}; use MLPotential('pyani', model=...) for other models"
-            )
 
     def addForces(
         self,

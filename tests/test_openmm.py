@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ANI2X_INFO, BACKENDS, get_model
+from conftest import BACKENDS, get_model, require_ani2x_files
 from oracles import water_box
 
 if importlib.util.find_spec("openmmml") is None:
@@ -172,15 +172,14 @@ def test_dipeptide_in_vacuum_equals_pyani(backend):
     np.testing.assert_allclose(forces, expected.forces * FORCE_UNIT, rtol=0, atol=1e-6)
 
 
-def test_ani2x_from_its_neurochem_file():
-    if not ANI2X_INFO.is_file():
-        pytest.skip(f"ANI-2x NeuroChem files not found at {ANI2X_INFO}")
+def test_ani2x_by_name():
+    require_ani2x_files()
     # chloromethanethiol, ClCH2SH: two elements only ANI-2x knows
     numbers = np.array([17, 6, 16, 1, 1, 1])
     positions = np.array(
         [[1.77, 0, 0], [0, 0, 0], [-0.6, 1.7, 0], [-0.36, -0.52, 0.89], [-0.36, -0.52, -0.89], [-1.9, 1.5, 0.1]]
     )
-    system = MLPotential("pyani-ani2x", model=str(ANI2X_INFO), backend=DEFAULT_BACKEND, n_threads=1).createSystem(
+    system = MLPotential("pyani-ani2x", backend=DEFAULT_BACKEND, n_threads=1).createSystem(
         topology_of(numbers, 6)
     )
     energy, forces = evaluate(system, positions / 10.0)
@@ -416,13 +415,11 @@ def test_model_name_typos():
 
 
 def test_missing_or_misplaced_arguments():
-    with pytest.raises(ValueError, match=r"ANI-2x is not shipped with pyani yet.*ani-2x_8x.info"):
-        MLPotential("pyani-ani2x")
     with pytest.raises(ValueError, match=r"MLPotential\('pyani'\) needs model="):
         MLPotential("pyani")
     with pytest.raises(ValueError, match="takes no model="):
         MLPotential("pyani-ani1x", model="ani-1ccx")
-    with pytest.raises(ValueError, match="not ANI-2x's"):
+    with pytest.raises(ValueError, match="takes no model="):
         MLPotential("pyani-ani2x", model="ani-1x")
     with pytest.raises(TypeError, match=r"unknown argument.*n_thread"):
         MLPotential("pyani-ani1ccx", n_thread=1)
