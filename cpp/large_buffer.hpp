@@ -162,4 +162,26 @@ LargeArray<T> make_large_array(size_t n) {
     return LargeArray<T>(allocate_large<T>(n));
 }
 
+// Memory that outlives one call (kept from a forward to a backward pass, or handed to NumPy)
+// goes back to the pool it came from when freed, on whatever thread frees it and outside any
+// ScratchScope: the deleter holds the pool, which lives as long as its last block.
+struct ReturnToPool {
+    std::shared_ptr<Scratch> pool;
+    void operator()(void* p) const {
+        if (p && !(pool && pool->give(p))) std::free(p);
+    }
+};
+
+template <typename T>
+using PooledArray = std::unique_ptr<T[], ReturnToPool>;
+
+// An uninitialised array of n objects of T (trivial types only): from `pool` when 2 MB or
+// more, else from the heap. Throws std::bad_alloc.
+template <typename T>
+PooledArray<T> take_pooled(const std::shared_ptr<Scratch>& pool, size_t n) {
+    const size_t bytes = n * sizeof(T);
+    void* p = pool && bytes >= HUGE_PAGE ? pool->take(bytes) : allocate_block(bytes);
+    return PooledArray<T>(static_cast<T*>(p), ReturnToPool{pool});
+}
+
 }  // namespace pyani

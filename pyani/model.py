@@ -140,10 +140,10 @@ class Model:
         """Radial AEV cutoff (Angstrom): atoms further apart do not interact."""
         if metadata["aev"].get("cutoff_fn", "cosine") != "cosine":
             raise ValueError(f"{source}: unsupported cutoff function {metadata['aev']['cutoff_fn']!r}")
-        self._params = kernels.make_params(metadata["aev"], len(self.elements))
-        # Big kernel buffers kept for the next call (C++ core): about 2.6 KB per atom of the
-        # largest system computed (water), freed with the model.
-        self._scratch = kernels.make_scratch()
+        # The AEV kernels of this model; in the C++ core they keep their big buffers for the
+        # next call (about 2.6 KB per atom of the largest system computed, water), freed with
+        # the model.
+        self._aev = kernels.AEVComputer(metadata["aev"], len(self.elements), n_threads)
         self._species_of = np.full(max(self.atomic_numbers) + 1, -1, dtype=np.int32)
         self._species_of[self.atomic_numbers] = np.arange(len(self.elements), dtype=np.int32)
 
@@ -308,12 +308,9 @@ class Model:
         rows[order] = np.arange(n_atoms)
         counts = np.bincount(species, minlength=len(self.elements)).astype(np.int64)
         session, columns = self._session_for(counts)
-        aev = k.aev(
-            self._params, species, pairs, vectors, rows, n_atoms, self._n_threads, columns, scratch=self._scratch
-        )
         want_gradient = forces or stress
-        member_atomic, aev_grad = self._networks(session, aev, counts, want_gradient)
-        del aev  # up to 1.5 KB per atom: free (when not reused for the gradient) before the backward
+        run = self._aev.forward(species, pairs, vectors, rows, n_atoms, columns, backward=want_gradient)
+        member_atomic, aev_grad = self._networks(session, run.aev, counts, want_gradient)
 
         # Float64 from here on: sums over many atoms keep their digits.
         member_atomic = member_atomic[:, rows].astype(np.float64)  # [M, A], atom order
@@ -343,14 +340,11 @@ class Model:
         if atomic:
             result.atomic_energies = scatter(member_atomic.mean(axis=0) + self_energy)
         if want_gradient:
-            grad_vectors = k.aev_backward(
-                self._params, species, pairs, vectors, rows, aev_grad, self._n_threads, columns, scratch=self._scratch
-            )
+            bounds = np.cumsum([0, *pair_counts]) if stress else None
+            atom_forces, virial = run.backward(aev_grad, bounds, forces=forces, virial=stress)
             if forces:
-                result.forces = scatter(k.pair_forces(n_atoms, pairs, grad_vectors))
+                result.forces = scatter(atom_forces)
             if stress:
-                bounds = np.cumsum([0, *pair_counts])
-                virial = np.stack([vectors[s:e].T @ grad_vectors[s:e] for s, e in zip(bounds[:-1], bounds[1:])])
                 sigma = virial / volumes[:, None, None]
                 result.stress = sigma if batched else sigma[0]
         return result
