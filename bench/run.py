@@ -125,21 +125,17 @@ def profile(model, numbers, positions, cell):
     nl = lambda: [k.neighbor_list(x, box, pbc, model.cutoff, model._n_threads) for x in structures]  # noqa: E731
     counts = np.bincount(species, minlength=len(model.elements))
     session, columns = model._session_for(counts)
-    aev = lambda: k.aev(model._params, species, pairs, vectors, rows, n, model._n_threads, columns)  # noqa: E731
-    x = aev()
-    work = x.copy()  # big inputs get the gradient written over them: time on a fresh copy
+    forward = lambda: model._aev.forward(species, pairs, vectors, rows, n, columns, backward=True)  # noqa: E731
+    run = forward()
+    x = run.aev.copy()
+    grad = model._networks(session, x.copy(), counts, True)[1].copy()  # big inputs get it written over them
+    work = x.copy()
     refresh = lambda: np.copyto(work, x)  # noqa: E731
-    grad = model._networks(session, work, counts, True)[1].copy()
-    back = lambda: k.aev_backward(  # noqa: E731
-        model._params, species, pairs, vectors, rows, grad, model._n_threads, columns
-    )
-    gv = back()
     stages = {
         "neighbour list": timeit(nl),
-        "AEV": timeit(aev),
+        "AEV forward": timeit(forward),
         NETWORKS: timeit(lambda: (refresh(), model._networks(session, work, counts, True))) - timeit(refresh),
-        "AEV backward": timeit(back),
-        "pair forces": timeit(lambda: k.pair_forces(n, pairs, gv)),
+        "AEV backward + forces": timeit(lambda: run.backward(grad)),
         "whole compute": timeit(lambda: model.compute(numbers, positions, cell)),
     }
     n_columns = x.shape[1] if columns is None else len(columns)
@@ -236,7 +232,7 @@ def one_box(n_molecules, backend, threads):
     namespace = {}
     exec(PEAK_RSS, namespace)
     rss = namespace["peak_rss_kb"]() / 1024
-    kept = model._scratch.retained_bytes / 2**20 if model._scratch is not None else 0.0  # buffers kept for reuse
+    kept = model._aev.retained_bytes / 2**20  # buffers kept for reuse
     print(json.dumps({"atoms": len(z), "atoms_per_s": len(z) / t, "peak_rss_mb": rss, "kept_mb": kept}))
 
 
@@ -340,7 +336,7 @@ def main():
     best = backends[0]
     print(
         f"\narithmetic floor: network FLOPs at ONNX Runtime's 2048^3 sgemm rate ({peak / 1e9:.0f} GFLOP/s), "
-        f"then plus the measured {best} kernels (neighbour list, AEV, backward, pair forces); E+F"
+        f"then plus the measured {best} kernels (neighbour list, AEV forward, backward with forces); E+F"
     )
     print(f"{'workload':<22}{'GFLOP':>8}{'networks':>10}{'+ kernels':>11}{'best figure':>14}{'measured':>11}  unit")
     for label, (flops, stages) in floors.items():
