@@ -53,7 +53,11 @@ Directed directed_neighbors(const std::shared_ptr<Scratch>& pool, int64_t n_atom
     std::copy(start, start + n_atoms, fill.get());
     for (int64_t p = 0; p < n_pairs; ++p) {
         const int64_t a = pairs[2 * p], b = pairs[2 * p + 1];
-        const int64_t first = fill[a]++, second = fill[b]++;
+        // Checked again: another thread may have changed the caller's array since the count.
+        require(a >= 0 && a < n_atoms && b >= 0 && b < n_atoms, "pairs: atom index out of range");
+        const int64_t first = fill[a]++;
+        const int64_t second = fill[b]++;
+        require(first < start[a + 1] && second < start[b + 1], "pairs: changed during the call");
         dir.pair[first] = dir.pair[second] = p;
         dir.sign[first] = 1;
         dir.sign[second] = -1;
@@ -97,6 +101,12 @@ std::unique_ptr<AEVPass> AEVComputer::forward(int64_t n_atoms, const int32_t* sp
                                               bool keep_for_backward) const {
     const AEVParams& prm = shared_->params;
     require(n_rows >= n_atoms, "n_rows must be at least the number of atoms");
+    std::unique_ptr<AEVPass> pass(new AEVPass());
+    // The pass checks and keeps its own copies: the caller's arrays may change afterwards.
+    pass->species_.assign(species, species + n_atoms);
+    pass->rows_.assign(rows, rows + n_atoms);
+    species = pass->species_.data();
+    rows = pass->rows_.data();
     std::vector<bool> row_taken(n_rows, false);
     for (int64_t i = 0; i < n_atoms; ++i) {
         require(species[i] >= 0 && species[i] < prm.n_species, "species: index out of range");
@@ -111,11 +121,8 @@ std::unique_ptr<AEVPass> AEVComputer::forward(int64_t n_atoms, const int32_t* sp
         column_taken[c] = true;
     }
 
-    std::unique_ptr<AEVPass> pass(new AEVPass());
     pass->shared_ = shared_;
     pass->pool_ = pool_;
-    pass->species_.assign(species, species + n_atoms);
-    pass->rows_.assign(rows, rows + n_atoms);
     pass->features_ = std::move(features);
     pass->vectors_ = vectors;
     pass->n_rows_ = n_rows;

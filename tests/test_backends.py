@@ -3,6 +3,8 @@ AEVs, forces and virials to rounding; bad input is a ValueError in both."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from conftest import get_model
@@ -173,6 +175,36 @@ def test_threads_do_not_change_results(name):
     for n_threads in (2, 0):
         got = forward_backward(k.AEVComputer(ANI_1X_AEV, N_SPECIES, n_threads), species, pairs, vectors, rows)
         for g, w in zip(got, serial):
+            np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("name", ["numba", "cpp"])
+def test_concurrent_passes_on_one_computer(name):
+    """Threads share one AEVComputer; each pass owns its state, and backward() may even run
+    while other threads make new passes."""
+    if name not in backends():
+        pytest.skip("the C++ core is not built")
+    kernel = backends()[name].AEVComputer(ANI_1X_AEV, N_SPECIES, 1)
+    inputs = [kernel_inputs(*SYSTEMS[s][1:], seed=s) for s in (1, 2, 3)]
+    want = [forward_backward(kernel, species, pairs, vectors, rows) for species, pairs, _, vectors, rows in inputs]
+    got, errors = {}, []
+
+    def work(t):
+        try:
+            for k in range(3):
+                species, pairs, _, vectors, rows = inputs[(t + k) % 3]
+                got[t, k] = forward_backward(kernel, species, pairs, vectors, rows)
+        except Exception as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(got) == 9
+    for (t, k), result in got.items():
+        for g, w in zip(result, want[(t + k) % 3]):
             np.testing.assert_array_equal(g, w)
 
 

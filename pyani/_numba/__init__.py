@@ -167,7 +167,6 @@ class AEVComputer:
         _require(_in_range(species, self._params.n_species), "species out of range")
         _require(_in_range(rows, n_rows), "rows out of range")
         _require(np.unique(rows).size == n_atoms, "rows: every atom needs a row of its own")
-        _require(_in_range(pairs, n_atoms), "pairs: atom index out of range")
         if features is None:
             features = np.arange(self.length, dtype=np.int64)
         else:

@@ -53,12 +53,18 @@ def directed_neighbors(n_atoms, pairs, species):
     """The half list seen from each atom: entries start[i]:start[i+1] of atom i are pairs
     `pair[e]` in pair order, walked with sign +1 (i is the pair's first atom) or -1
     (reversed); other[e] is the species at the entry's far end; entries[p] are pair p's
-    entries from its first and second atom. Atom indices must be in range (unchecked)."""
+    entries from its first and second atom. ValueError for an atom index out of range
+    (checked before it is used, and again in the second loop: the caller's array may have
+    changed in between)."""
     n_pairs = pairs.shape[0]
     start = np.zeros(n_atoms + 1, dtype=np.int64)
     for p in range(n_pairs):
-        start[pairs[p, 0] + 1] += 1
-        start[pairs[p, 1] + 1] += 1
+        a = pairs[p, 0]
+        b = pairs[p, 1]
+        if a < 0 or a >= n_atoms or b < 0 or b >= n_atoms:
+            raise ValueError("pairs: atom index out of range")
+        start[a + 1] += 1
+        start[b + 1] += 1
     for i in range(n_atoms):
         start[i + 1] += start[i]
     pair = np.empty(2 * n_pairs, dtype=np.int64)
@@ -69,6 +75,8 @@ def directed_neighbors(n_atoms, pairs, species):
     for p in range(n_pairs):
         a = pairs[p, 0]
         b = pairs[p, 1]
+        if a < 0 or a >= n_atoms or b < 0 or b >= n_atoms or fill[a] >= start[a + 1] or fill[b] >= start[b + 1]:
+            raise ValueError("pairs: changed during the call")
         e = fill[a]
         fill[a] += 1
         pair[e] = p
@@ -227,7 +235,7 @@ def _cosine(nbs, a, b):
 
 @numba.njit(cache=True)
 def setup(prm, species, pairs):
-    """The tables of one pass (atom indices in `pairs` and species in range, unchecked)."""
+    """The tables of one pass (species in range, unchecked; pairs checked)."""
     start, pair, sign, other, entries = directed_neighbors(species.shape[0], pairs, species)
     cos_z, sin_z, zeta_minus_one = _sections(prm)
     table = species_pair_table(prm.n_species)
