@@ -6,8 +6,10 @@
 //
 // Fresh memory stays expensive even so (the kernel clears it, and on a virtual machine the
 // host may have to back it: up to 2 s of system time per GB here), so a model also keeps a
-// Scratch pool: inside a ScratchScope, which the bindings open around one AEV call, big
-// buffers come from the pool and go back to it, and the next call reuses them.
+// Scratch pool whose blocks the next call reuses. Two ways in: inside a ScratchScope, big
+// buffers of one call (LargeVector, LargeArray) come from the scope's pool and go back to it
+// before the scope ends; PooledArray blocks (take_pooled: the AEV pass's index, the arrays
+// handed to NumPy) go back to their pool whenever and wherever they are freed.
 #pragma once
 
 #include <cstddef>
