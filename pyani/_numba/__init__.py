@@ -112,6 +112,13 @@ def _in_range(a: np.ndarray, stop: int) -> bool:
     return a.size == 0 or (a.min() >= 0 and a.max() < stop)
 
 
+def _distinct(a: np.ndarray, stop: int) -> bool:
+    """No value twice in `a` (values in 0..stop-1): O(stop), no sort."""
+    seen = np.zeros(stop, dtype=np.bool_)
+    seen[a] = True
+    return int(np.count_nonzero(seen)) == a.size
+
+
 def _params(aev: dict, n_species) -> AEVParams:
     n_species = operator.index(n_species)
     _require(n_species > 0, f"n_species must be positive, got {n_species}")
@@ -166,14 +173,14 @@ class AEVComputer:
         _require(n_rows >= n_atoms, f"n_rows ({n_rows}) is smaller than the number of atoms ({n_atoms})")
         _require(_in_range(species, self._params.n_species), "species out of range")
         _require(_in_range(rows, n_rows), "rows out of range")
-        _require(np.unique(rows).size == n_atoms, "rows: every atom needs a row of its own")
+        _require(_distinct(rows, n_rows), "rows: every atom needs a row of its own")
         if features is None:
             features = np.arange(self.length, dtype=np.int64)
         else:
             features = _array(features, np.int64).copy()
             _require_shape(features, "features", (-1,))
             _require(_in_range(features, self.length), "features out of range")
-            _require(np.unique(features).size == features.size, "features: a column appears twice")
+            _require(_distinct(features, self.length), "features: a column appears twice")
         with _using_threads(_threads(self._n_threads, n_atoms, _MIN_ATOMS_PER_THREAD_AEV)):
             tables = _aev.setup(self._params, species, pairs)
             # Rows no atom names stay zero.
