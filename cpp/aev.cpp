@@ -102,10 +102,12 @@ std::unique_ptr<AEVPass> AEVComputer::forward(int64_t n_atoms, const int32_t* sp
     const AEVParams& prm = shared_->params;
     require(n_rows >= n_atoms, "n_rows must be at least the number of atoms");
     std::unique_ptr<AEVPass> pass(new AEVPass());
-    // The pass checks and keeps its own copies: the caller's arrays may change afterwards.
-    pass->species_.assign(species, species + n_atoms);
+    // Checked copies: another thread may change the caller's arrays during the call, and the
+    // pass keeps rows for backward(). Species go into the directed index (far end of each
+    // entry), and no kernel reads them per atom.
+    const std::vector<int32_t> species_copy(species, species + n_atoms);
     pass->rows_.assign(rows, rows + n_atoms);
-    species = pass->species_.data();
+    species = species_copy.data();
     rows = pass->rows_.data();
     std::vector<bool> row_taken(n_rows, false);
     for (int64_t i = 0; i < n_atoms; ++i) {
@@ -140,7 +142,6 @@ std::unique_ptr<AEVPass> AEVComputer::forward(int64_t n_atoms, const int32_t* sp
 AtomInputs AEVPass::inputs() const {
     AtomInputs in;
     in.n_atoms = dir_.n_atoms;
-    in.species = species_.data();
     in.vectors = vectors_;
     in.rows = rows_.data();
     in.features = features_.data();

@@ -50,7 +50,6 @@ struct Directed {
 // layout kept in the output (the others count as zero in the backward pass).
 struct AtomInputs {
     int64_t n_atoms = 0;
-    const int32_t* species = nullptr;
     const double* vectors = nullptr;
     const int64_t* rows = nullptr;
     const int64_t* features = nullptr;
@@ -72,9 +71,10 @@ const AEVKernels& aev_kernels(const std::string& isa);  // "auto" or one of kern
 
 class AEVPass;
 
-// ValueError-type problems (std::invalid_argument) for bad parameters or inputs; the
-// caller keeps every array it passes alive and unchanged while a pass that uses it lives
-// (vectors only: the pass copies the small index arrays and derives its own pair index).
+// Bad parameters or inputs throw std::invalid_argument (ValueError in Python). A pass keeps
+// its own copies of the index arrays (rows, features; species and pairs go into its directed
+// index) but only a pointer to `vectors`, which must outlive it (the bindings keep a
+// reference).
 class AEVComputer {
 public:
     AEVComputer(AEVParams params, int n_threads, const std::string& isa);
@@ -131,7 +131,6 @@ private:
     std::shared_ptr<const AEVComputer::Shared> shared_;
     std::shared_ptr<Scratch> pool_;
     Directed dir_;
-    std::vector<int32_t> species_;
     std::vector<int64_t> rows_, features_;
     const double* vectors_ = nullptr;
     int64_t n_rows_ = 0;
