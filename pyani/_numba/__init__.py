@@ -160,13 +160,15 @@ class AEVComputer:
         (int64) / vectors [P,3] (float64, Angstrom); atom i's AEV goes to row rows[i] of
         n_rows; features: columns of the full layout to keep (None: all); backward: keep what
         AEVPass.backward needs."""
-        species = _array(species, np.int32).copy()  # the pass keeps its own index arrays
+        # Checked copies of the index arrays: the caller may change its own afterwards (the
+        # pass keeps rows; pairs are checked as the directed index is built).
+        species = _array(species, np.int32).copy()
         pairs = _array(pairs, np.int64)
         vectors = _array(vectors, np.float64)
         rows = _array(rows, np.int64).copy()
         n_rows = operator.index(n_rows)
-        n_atoms = species.shape[0]
         _require_shape(species, "species", (-1,))
+        n_atoms = species.shape[0]
         _require_shape(pairs, "pairs", (-1, 2))
         _require_shape(vectors, "vectors", (pairs.shape[0], 3))
         _require_shape(rows, "rows", (n_atoms,))
