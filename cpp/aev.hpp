@@ -1,16 +1,23 @@
 // ANI atomic environment vectors (AEV) over a half neighbour list, and their exact
-// backward pass from dE/dAEV to dE/d(pair vector), as TorchANI defines them:
+// backward pass from dE/dAEV to forces and virial, as TorchANI defines them:
 //   radial   0.25 exp(-EtaR (r - ShfR)^2) fc(r)                                  r < Rcr
 //   angular  2 ((1 + cos(theta - ShfZ)) / 2)^Zeta exp(-EtaA ((rj + rk)/2 - ShfA)^2)
 //            fc(rj) fc(rk),  theta = acos(0.95 cos(angle jik))                   r < Rca
 //   fc(r) = 0.5 cos(pi r / Rc) + 0.5
 // Layout of one AEV row: radial [n_species][n_shf_r], then angular
 // [species pair (upper triangle, row-major)][n_shf_a][n_shf_z].
+//
+// One AEVComputer per model (parameters, compiled variant, buffer pool); each forward() call
+// returns an AEVPass that owns that call's state, so that several threads can use one
+// computer at once.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "large_buffer.hpp"
 
 namespace pyani {
 
@@ -27,53 +34,110 @@ struct AEVParams {
     int64_t length() const { return radial_length() + angular_length(); }
 };
 
-// species [n_atoms] in 0..n_species-1; pairs [n_pairs, 2]; vectors [n_pairs, 3] (r_j - r_i
-// + image); rows [n_atoms]: the row of `aev` that receives atom i (lets the caller group
-// atoms by element for free). features [n_features]: the columns of the full AEV layout to
-// keep (distinct, in 0..length-1; the zero columns of absent elements can be left out).
-// aev [n_rows, n_features] is overwritten on the given rows.
-void aev_forward(const AEVParams& params, int64_t n_atoms, const int32_t* species,
-                 int64_t n_pairs, const int64_t* pairs, const double* vectors,
-                 const int64_t* rows, const int64_t* features, int64_t n_features, float* aev,
-                 int n_threads);
-
-// grad_aev [n_rows, n_features] = dE/dAEV (rows and features as above; left-out columns
-// count as zero); grad_vectors [n_pairs, 3] is overwritten with dE/d(vector).
-void aev_backward(const AEVParams& params, int64_t n_atoms, const int32_t* species,
-                  int64_t n_pairs, const int64_t* pairs, const double* vectors,
-                  const int64_t* rows, const int64_t* features, int64_t n_features,
-                  const float* grad_aev, double* grad_vectors, int n_threads);
-
-// forces [n_atoms, 3] = -dE/dr (overwritten) from dE/d(vector) of every pair.
-void pair_forces(int64_t n_atoms, int64_t n_pairs, const int64_t* pairs,
-                 const double* grad_vectors, double* forces);
-
-// The per-instruction-set kernels behind aev_forward and aev_backward (same arguments).
-#define PYANI_DECLARE_AEV_KERNELS                                                                     \
-    void aev_forward(const AEVParams& params, int64_t n_atoms, const int32_t* species, int64_t n_pairs, \
-                     const int64_t* pairs, const double* vectors, const int64_t* rows,                 \
-                     const int64_t* features, int64_t n_features, float* aev, int n_threads);          \
-    void aev_backward(const AEVParams& params, int64_t n_atoms, const int32_t* species, int64_t n_pairs,\
-                      const int64_t* pairs, const double* vectors, const int64_t* rows,                \
-                      const int64_t* features, int64_t n_features, const float* grad_aev,              \
-                      double* grad_vectors, int n_threads);
-namespace baseline {
-PYANI_DECLARE_AEV_KERNELS
-}
-namespace avx2 {
-PYANI_DECLARE_AEV_KERNELS
-}
-#undef PYANI_DECLARE_AEV_KERNELS
-
-// cpp/aev.cpp is compiled once per instruction set (CMakeLists.txt): "baseline" always, and
-// "avx2" (AVX2 + FMA) where the compiler can. aev_forward and aev_backward above run the best
-// variant this CPU can; the bindings can ask for one (tests compare them).
-struct AEVKernels {
-    std::string isa;
-    decltype(&baseline::aev_forward) forward;
-    decltype(&baseline::aev_backward) backward;
+// The half list seen from each atom: entry e of atom i (start[i] <= e < start[i+1]) is pair
+// pair[e], walked from i (sign +1: i is the pair's first atom, the vector as stored; -1:
+// reversed); species[e] is the species of the atom at its other end. An atom's entries are in
+// pair order. entries [n_pairs, 2]: pair p's entries from its first and second atom.
+struct Directed {
+    int64_t n_atoms = 0, n_pairs = 0;
+    PooledArray<int64_t> start, pair, entries;
+    PooledArray<int8_t> sign;
+    PooledArray<int32_t> species;
 };
-std::vector<std::string> kernel_isas();  // usable here, best first
-AEVKernels aev_kernels(const std::string& isa);  // "auto" or one of kernel_isas()
+
+// What the kernels read besides the directed list. vectors [n_pairs, 3] (r_j - r_i + image);
+// rows [n_atoms]: the output row of atom i; features [n_features]: the columns of the full
+// layout kept in the output (the others count as zero in the backward pass).
+struct AtomInputs {
+    int64_t n_atoms = 0;
+    const double* vectors = nullptr;
+    const int64_t* rows = nullptr;
+    const int64_t* features = nullptr;
+    int64_t n_features = 0;
+};
+
+// The kernels of one instruction set (aev_dispatch.cpp compiles one per set). forward
+// writes the AEV rows of every atom into aev [n_rows, n_features]; backward overwrites
+// grad_entry [2 n_pairs, 3] with dE/d(vector of each directed entry) from grad_aev.
+struct AEVKernels {
+    const char* isa;
+    void (*forward)(const AEVParams& params, const Directed& dir, const AtomInputs& in, float* aev,
+                    int n_threads);
+    void (*backward)(const AEVParams& params, const Directed& dir, const AtomInputs& in,
+                     const float* grad_aev, double* grad_entry, int n_threads);
+};
+std::vector<std::string> kernel_isas();               // usable on this CPU, best first
+const AEVKernels& aev_kernels(const std::string& isa);  // "auto" or one of kernel_isas()
+
+class AEVPass;
+
+// Bad parameters or inputs throw std::invalid_argument (ValueError in Python). A pass keeps
+// its own copies of the index arrays (rows, features; species and pairs go into its directed
+// index) but only a pointer to `vectors`, which must outlive it (the bindings keep a
+// reference).
+class AEVComputer {
+public:
+    AEVComputer(AEVParams params, int n_threads, const std::string& isa);
+
+    const AEVParams& params() const { return shared_->params; }
+    int64_t length() const { return shared_->params.length(); }
+    const std::string& isa() const { return shared_->isa; }
+    size_t retained_bytes() const { return pool_->retained_bytes(); }
+
+    // species [n_atoms] in 0..n_species-1; pairs [n_pairs, 2]; vectors [n_pairs, 3]; rows
+    // [n_atoms], distinct, in 0..n_rows-1; features: distinct columns of the full layout.
+    // The AEV [n_rows, features.size()] is in the pass; rows no atom names are zero.
+    std::unique_ptr<AEVPass> forward(int64_t n_atoms, const int32_t* species, int64_t n_pairs,
+                                     const int64_t* pairs, const double* vectors, const int64_t* rows,
+                                     int64_t n_rows, std::vector<int64_t> features, bool keep_for_backward) const;
+
+    struct Shared {
+        AEVParams params;
+        int n_threads;
+        std::string isa;
+        const AEVKernels* kernels;
+    };
+
+private:
+    std::shared_ptr<const Shared> shared_;
+    std::shared_ptr<Scratch> pool_;
+};
+
+class AEVPass {
+public:
+    int64_t n_rows() const { return n_rows_; }
+    int64_t n_features() const { return static_cast<int64_t>(features_.size()); }
+    int64_t n_atoms() const { return dir_.n_atoms; }
+    int64_t n_pairs() const { return dir_.n_pairs; }
+    bool keeps_backward() const { return keeps_backward_; }
+    const std::shared_ptr<Scratch>& pool() const { return pool_; }
+
+    // The AEV [n_rows, n_features]; take_aev() hands its block over (it returns to the pool
+    // when the new owner frees it).
+    float* aev() const { return aev_.get(); }
+    PooledArray<float> take_aev() { return std::move(aev_); }
+
+    // grad_aev [n_rows, n_features] = dE/dAEV. forces [n_atoms, 3] = -dE/dr (null: not
+    // wanted); virial [n_bounds - 1, 3, 3]: virial[b] = sum over pairs p in
+    // bounds[b]..bounds[b+1]-1 of outer(vector p, dE/d(vector p)) (null: not wanted).
+    // bounds: nondecreasing, in 0..n_pairs (null: one structure with all pairs).
+    void backward(const float* grad_aev, const int64_t* bounds, int64_t n_bounds, double* forces,
+                  double* virial) const;
+
+private:
+    friend class AEVComputer;
+    AEVPass() = default;
+
+    std::shared_ptr<const AEVComputer::Shared> shared_;
+    std::shared_ptr<Scratch> pool_;
+    Directed dir_;
+    std::vector<int64_t> rows_, features_;
+    const double* vectors_ = nullptr;
+    int64_t n_rows_ = 0;
+    bool keeps_backward_ = false;
+    PooledArray<float> aev_;
+
+    AtomInputs inputs() const;
+};
 
 }  // namespace pyani

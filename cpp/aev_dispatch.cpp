@@ -1,11 +1,59 @@
-// Runtime choice between the compiled variants of the AEV kernels (aev.hpp), and the
-// pair-force sum, which needs no variants.
+// The compiled variants of the AEV kernels (aev_kernels.inc) and the run-time choice
+// between them.
+//
+// This file is compiled once, for any CPU of the target. The AVX2 + FMA variant is the same
+// source included a second time inside a region that gives every function *defined* there
+// the AVX2 target (#pragma GCC target / clang attribute). Everything defined elsewhere,
+// std templates included, keeps the baseline target even when the AVX2 kernels instantiate
+// it; since the linker may keep either copy of such a shared function, none of them can hold
+// AVX2 code, whatever the link order. The compiler inlines baseline helpers into AVX2
+// kernels (a subset of the instructions) but never AVX2 code into baseline functions.
+// tests/test_build.py checks the built module.
 #include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "aev.hpp"
+#include "large_buffer.hpp"
+#include "parallel.hpp"
 
 namespace pyani {
+
+namespace baseline {
+constexpr int LANES = 2;  // SSE2: two doubles per register
+#include "aev_kernels.inc"
+}  // namespace baseline
+
+#if defined(PYANI_HAVE_AVX2)
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
+namespace avx2 {
+constexpr int LANES = 4;
+#include "aev_kernels.inc"
+}  // namespace avx2
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif
+
+namespace {
+
+const AEVKernels BASELINE{"baseline", baseline::forward, baseline::backward};
+#if defined(PYANI_HAVE_AVX2)
+const AEVKernels AVX2{"avx2", avx2::forward, avx2::backward};
+#endif
+
+}  // namespace
 
 std::vector<std::string> kernel_isas() {
     std::vector<std::string> isas;
@@ -16,7 +64,7 @@ std::vector<std::string> kernel_isas() {
     return isas;
 }
 
-AEVKernels aev_kernels(const std::string& isa) {
+const AEVKernels& aev_kernels(const std::string& isa) {
     static const std::vector<std::string> available = kernel_isas();
     const std::string chosen = isa == "auto" ? available.front() : isa;
     if (std::find(available.begin(), available.end(), chosen) == available.end()) {
@@ -26,36 +74,9 @@ AEVKernels aev_kernels(const std::string& isa) {
                                     "; got '" + isa + "'");
     }
 #if defined(PYANI_HAVE_AVX2)
-    if (chosen == "avx2") return {chosen, avx2::aev_forward, avx2::aev_backward};
+    if (chosen == "avx2") return AVX2;
 #endif
-    return {chosen, baseline::aev_forward, baseline::aev_backward};
-}
-
-void aev_forward(const AEVParams& params, int64_t n_atoms, const int32_t* species, int64_t n_pairs,
-                 const int64_t* pairs, const double* vectors, const int64_t* rows, const int64_t* features,
-                 int64_t n_features, float* aev, int n_threads) {
-    static const AEVKernels best = aev_kernels("auto");
-    best.forward(params, n_atoms, species, n_pairs, pairs, vectors, rows, features, n_features, aev, n_threads);
-}
-
-void aev_backward(const AEVParams& params, int64_t n_atoms, const int32_t* species, int64_t n_pairs,
-                  const int64_t* pairs, const double* vectors, const int64_t* rows, const int64_t* features,
-                  int64_t n_features, const float* grad_aev, double* grad_vectors, int n_threads) {
-    static const AEVKernels best = aev_kernels("auto");
-    best.backward(params, n_atoms, species, n_pairs, pairs, vectors, rows, features, n_features, grad_aev,
-                  grad_vectors, n_threads);
-}
-
-void pair_forces(int64_t n_atoms, int64_t n_pairs, const int64_t* pairs, const double* grad_vectors,
-                 double* forces) {
-    // vector = r_j - r_i + image, so dE/dr_i = -dE/dvector and dE/dr_j = +dE/dvector.
-    std::fill(forces, forces + 3 * n_atoms, 0.0);
-    for (int64_t p = 0; p < n_pairs; ++p) {
-        for (int c = 0; c < 3; ++c) {
-            forces[3 * pairs[2 * p] + c] += grad_vectors[3 * p + c];
-            forces[3 * pairs[2 * p + 1] + c] -= grad_vectors[3 * p + c];
-        }
-    }
+    return BASELINE;
 }
 
 }  // namespace pyani

@@ -12,16 +12,26 @@ from pyani import _backend
 SKEWED = np.array([[7.0, 0.0, 0.0], [2.1, 6.5, 0.0], [-1.3, 1.7, 8.0]])
 
 
-def kernel_aev(backend, model, numbers, positions, cell=None, pbc=None):
-    """AEVs [N, D] (atom order) from the backend kernels, as Model.compute would call them."""
+def computer(backend, model):
     k = _backend.resolve(backend)[1]
-    params = k.make_params(model.metadata["aev"], len(model.elements))
-    species = np.searchsorted(model.atomic_numbers, numbers).astype(np.int32)
+    return k.AEVComputer(model.metadata["aev"], len(model.elements))
+
+
+def pairs_of(backend, model, positions, cell=None, pbc=None):
+    """(pairs, vectors) of the half list within the model's cutoff."""
+    k = _backend.resolve(backend)[1]
     cell = np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64)
     pbc = np.zeros(3, bool) if pbc is None else np.broadcast_to(pbc, 3).copy()
     pairs, _, vectors = k.neighbor_list(positions, cell, pbc, model.cutoff, 0)
+    return pairs, vectors
+
+
+def kernel_aev(backend, model, numbers, positions, cell=None, pbc=None):
+    """AEVs [N, D] (atom order) from the backend kernels, as Model.compute would call them."""
+    species = np.searchsorted(model.atomic_numbers, numbers).astype(np.int32)
+    pairs, vectors = pairs_of(backend, model, positions, cell, pbc)
     rows = np.arange(len(numbers), dtype=np.int64)
-    return k.aev(params, species, pairs, vectors, rows, len(numbers), 0), species
+    return computer(backend, model).forward(species, pairs, vectors, rows, len(numbers)).aev, species
 
 
 def test_matches_oracle_for_molecule_and_periodic_cells(backend):
@@ -50,14 +60,17 @@ def test_matches_torchani(backend, name):
 def test_rows_place_atoms(backend):
     """The `rows` argument only permutes the output rows."""
     model = get_model("ani-1x", backend)
-    k = _backend.resolve(backend)[1]
     numbers, pos = random_molecule(np.random.default_rng(11), 12)
     plain, species = kernel_aev(backend, model, numbers, pos)
-    params = k.make_params(model.metadata["aev"], len(model.elements))
-    pairs, _, vectors = k.neighbor_list(pos, np.zeros((3, 3)), np.zeros(3, bool), model.cutoff, 0)
+    pairs, vectors = pairs_of(backend, model, pos)
     rows = np.random.default_rng(0).permutation(len(numbers)).astype(np.int64)
-    moved = k.aev(params, species, pairs, vectors, rows, len(numbers), 0)
+    moved = computer(backend, model).forward(species, pairs, vectors, rows, len(numbers)).aev
     np.testing.assert_array_equal(moved[rows], plain)
+    padded = computer(backend, model).forward(species, pairs, vectors, rows + 2, len(numbers) + 5).aev
+    assert not padded[:2].any() and not padded[-3:].any()  # rows no atom names are zero
+    np.testing.assert_array_equal(padded[2:-3], moved)
+    with pytest.raises(ValueError, match="rows"):
+        computer(backend, model).forward(species, pairs, vectors, np.zeros(len(numbers), np.int64), len(numbers))
 
 
 def test_invariances(backend):
@@ -84,25 +97,26 @@ def test_features_keep_columns(backend):
     """`features` keeps columns of the full layout, in the order given; the backward pass
     reads the left-out columns as zero."""
     model = get_model("ani-1x", backend)
-    k = _backend.resolve(backend)[1]
+    kernel = computer(backend, model)
     rng = np.random.default_rng(12)
     numbers, pos = random_molecule(rng, 16)
     full, species = kernel_aev(backend, model, numbers, pos)
-    params = k.make_params(model.metadata["aev"], len(model.elements))
-    pairs, _, vectors = k.neighbor_list(pos, np.zeros((3, 3)), np.zeros(3, bool), model.cutoff, 0)
+    pairs, vectors = pairs_of(backend, model, pos)
     rows = np.arange(len(numbers), dtype=np.int64)
     columns = rng.choice(full.shape[1], 100, replace=False)
-    kept = k.aev(params, species, pairs, vectors, rows, len(numbers), 0, columns)
-    np.testing.assert_array_equal(kept, full[:, columns])
-    grad = rng.normal(size=kept.shape).astype(np.float32)
+    kept = kernel.forward(species, pairs, vectors, rows, len(numbers), columns, backward=True)
+    np.testing.assert_array_equal(kept.aev, full[:, columns])
+    grad = rng.normal(size=kept.aev.shape).astype(np.float32)
     padded = np.zeros_like(full)
     padded[:, columns] = grad
-    want = k.aev_backward(params, species, pairs, vectors, rows, padded, 0)
-    got = k.aev_backward(params, species, pairs, vectors, rows, grad, 0, columns)
+    run = kernel.forward(species, pairs, vectors, rows, len(numbers), backward=True)
+    want, want_virial = run.backward(padded, virial=True)
+    got, got_virial = kept.backward(grad, virial=True)
     assert np.abs(want).max() > 0
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
-    with pytest.raises(ValueError, match="grad_aev must have shape"):
-        k.aev_backward(params, species, pairs, vectors, rows, padded, 0, columns)
-    for bad, message in (([0, full.shape[1]], "out of range"), ([-1], "out of range"), ([3, 5, 3], "twice")):
-        with pytest.raises(ValueError, match=f"features contains a column {message}"):
-            k.aev(params, species, pairs, vectors, rows, len(numbers), 0, np.array(bad))
+    np.testing.assert_allclose(got_virial, want_virial, rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="grad_aev"):
+        kept.backward(padded)
+    for bad in ([0, full.shape[1]], [-1], [3, 5, 3]):
+        with pytest.raises(ValueError, match="features"):
+            kernel.forward(species, pairs, vectors, rows, len(numbers), np.array(bad))

@@ -25,15 +25,16 @@ CASES = {
 def linear_energy_and_gradient(backend, model, numbers, pos, cell, pbc, weights):
     """E = sum(weights * AEV): float64 oracle value, and the kernels' forces and virial."""
     k = _backend.resolve(backend)[1]
-    params = k.make_params(model.metadata["aev"], len(model.elements))
+    kernel = k.AEVComputer(model.metadata["aev"], len(model.elements))
     species = np.searchsorted(model.atomic_numbers, numbers).astype(np.int32)
     cell_arg = np.zeros((3, 3)) if cell is None else cell
     pbc_arg = np.zeros(3, bool) if pbc is None else pbc
     pairs, _, vectors = k.neighbor_list(pos, cell_arg, pbc_arg, model.cutoff, 0)
     rows = np.arange(len(numbers), dtype=np.int64)
-    grad_vectors = k.aev_backward(params, species, pairs, vectors, rows, weights.astype(np.float32), 0)
-    forces = k.pair_forces(len(numbers), pairs, grad_vectors)
-    virial = vectors.T @ grad_vectors
+    run = kernel.forward(species, pairs, vectors, rows, len(numbers), backward=True)
+    forces, virial = run.backward(weights.astype(np.float32), forces=True, virial=True)
+    assert virial.shape == (1, 3, 3)
+    virial = virial[0]
 
     def energy(p, c=cell):
         return float(np.sum(weights * reference_aev(p, species, len(model.elements), model.metadata["aev"], c, pbc)))
@@ -63,6 +64,45 @@ def test_aev_backward_matches_finite_differences(backend, case):
             plus, minus = np.eye(3) + h * eps, np.eye(3) - h * eps
             fd = (energy(pos @ plus, cell @ plus) - energy(pos @ minus, cell @ minus)) / (2 * h)
             np.testing.assert_allclose(np.sum(virial * eps), fd, rtol=1e-6, atol=1e-8)
+
+
+def test_virial_per_structure_sums_its_pairs(backend):
+    """pair_bounds splits the virial by structure: two copies of one periodic system, one
+    scaled, each get their own virial, equal to that of the system alone."""
+    model = get_model("ani-1x", backend)
+    k = _backend.resolve(backend)[1]
+    kernel = k.AEVComputer(model.metadata["aev"], len(model.elements))
+    rng = np.random.default_rng(22)
+    numbers, pos = random_molecule(rng, 8, box=3.5)
+    cell, pbc = CASES["periodic"]
+    species = np.searchsorted(model.atomic_numbers, numbers).astype(np.int32)
+    weights = rng.normal(size=(8, 384)).astype(np.float32)
+    alone, both_pairs, both_vectors = [], [], []
+    for b, scale in enumerate((1.0, 1.1)):
+        pairs, _, vectors = k.neighbor_list(pos * scale, cell * scale, pbc, model.cutoff, 0)
+        run = kernel.forward(species, pairs, vectors, np.arange(8), 8, backward=True)
+        forces, virial = run.backward(weights, forces=True, virial=True)
+        alone.append((forces, virial[0]))
+        both_pairs.append(pairs + 8 * b)
+        both_vectors.append(vectors)
+    bounds = np.cumsum([0, *(len(p) for p in both_pairs)])
+    run = kernel.forward(
+        np.tile(species, 2), np.concatenate(both_pairs), np.concatenate(both_vectors), np.arange(16), 16, backward=True
+    )
+    forces, virial = run.backward(np.tile(weights, (2, 1)), bounds, forces=True, virial=True)
+    assert virial.shape == (2, 3, 3) and np.abs(virial).max() > 1e-3
+    for b in range(2):
+        np.testing.assert_allclose(forces[8 * b : 8 * b + 8], alone[b][0], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(virial[b], alone[b][1], rtol=1e-12, atol=1e-14)
+    none, only = run.backward(np.tile(weights, (2, 1)), bounds, forces=False, virial=True)
+    assert none is None
+    np.testing.assert_array_equal(only, virial)
+    for bad in ([0, bounds[-1] + 1], [5, 3], [-1, 0]):
+        with pytest.raises(ValueError, match="pair_bounds"):
+            run.backward(np.tile(weights, (2, 1)), np.array(bad), virial=True)
+    no_backward = kernel.forward(species, both_pairs[0], both_vectors[0], np.arange(8), 8)
+    with pytest.raises(ValueError, match="backward"):
+        no_backward.backward(weights)
 
 
 @pytest.mark.parametrize("case", CASES)

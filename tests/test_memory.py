@@ -20,7 +20,6 @@ import pyani
 from pyani import _backend
 
 model = pyani.load("ani-1ccx", backend="{backend}")
-kernels = model._kernels
 model.compute([8, 1, 1], [[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])  # JIT, threads, arenas
 rng = np.random.default_rng(0)
 {setup}
@@ -67,7 +66,7 @@ pairs = np.stack([np.zeros(n - 1, dtype=np.int64), np.arange(1, n)], axis=1)
 direction = rng.normal(size=(n - 1, 3))
 vectors = direction / np.linalg.norm(direction, axis=1)[:, None] * rng.uniform(1.0, 3.4, (n - 1, 1))
 """
-    call = "kernels.aev(model._params, species, pairs, vectors, np.arange(n), n, 2, None)"
+    call = "model._aev.forward(species, pairs, vectors, np.arange(n), n)"
     out = run_child("cpp", setup, call, tmp_path)
     assert out.returncode == 0, f"child died (signal {-out.returncode}): {out.stderr[-2000:]}"
     assert out.stdout.split()[-1] == "MemoryError"

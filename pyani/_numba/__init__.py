@@ -1,12 +1,10 @@
 """Numba twin of the C++ core (``pyani._core``), behind the backend interface of
-``pyani._backend``: same functions, arguments, checks, error messages, dtypes and pair order.
+``pyani._backend``: the same objects and functions, arguments, dtypes and pair order. Checks
+are only those memory safety needs (shapes, index ranges), with messages of their own.
 
 Kernels are compiled on first use (~15 s) and cached on disk (``cache=True``: next to the
 sources, else in Numba's user cache directory; NUMBA_CACHE_DIR overrides), so later
 processes only load them (~0.4 s).
-
-The function ``aev`` below shadows the submodule ``pyani._numba.aev`` as an attribute of
-this package; reach the module through ``sys.modules["pyani._numba.aev"]`` if needed.
 """
 
 from __future__ import annotations
@@ -90,50 +88,6 @@ def _require_shape(a: np.ndarray, name: str, shape: tuple) -> None:
         raise ValueError(f"{name} must have shape {want}")
 
 
-def _check_pairs(pairs: np.ndarray, vectors: np.ndarray, n_atoms: int, vectors_name: str = "vectors") -> None:
-    _require_shape(pairs, "pairs", (-1, 2))
-    _require_shape(vectors, vectors_name, (pairs.shape[0], 3))
-    in_range = pairs.size == 0 or (pairs.min() >= 0 and pairs.max() < n_atoms)
-    _require(in_range, "pairs contains an atom index out of range")
-
-
-def _check_atoms(params: AEVParams, species: np.ndarray, rows: np.ndarray, n_rows: int) -> None:
-    _require_shape(species, "species", (-1,))
-    _require_shape(rows, "rows", (species.shape[0],))
-    # The C++ checks atom by atom (species, then rows): the first bad atom names the message.
-    bad_species = np.flatnonzero((species < 0) | (species >= params.n_species))
-    bad_rows = np.flatnonzero((rows < 0) | (rows >= n_rows))
-    if bad_species.size and (not bad_rows.size or bad_species[0] <= bad_rows[0]):
-        raise ValueError("species contains an index out of range")
-    _require(not bad_rows.size, "rows contains an index out of range")
-
-
-def make_params(aev: dict, n_species: int) -> AEVParams:
-    """Kernel parameters from a model's ``aev`` metadata (cutoffs in Angstrom, eta in
-    1/Angstrom^2, shifts in Angstrom or radians)."""
-    n_species = operator.index(n_species)
-    radial_cutoff = float(aev["radial_cutoff"])
-    angular_cutoff = float(aev["angular_cutoff"])
-    shifts = {}
-    for key in ("shf_r", "shf_a", "shf_z"):
-        value = np.array(aev[key], dtype=np.float64)
-        if value.ndim != 1:
-            raise ValueError(f"{key} must be a sequence of numbers")
-        shifts[key] = value
-    _require(n_species > 0, "n_species must be positive")
-    _require(angular_cutoff > 0 and angular_cutoff <= radial_cutoff, "angular_cutoff must be in (0, radial_cutoff]")
-    _require(all(v.size for v in shifts.values()), "shf_r, shf_a and shf_z must not be empty")
-    return AEVParams(
-        n_species=n_species,
-        radial_cutoff=radial_cutoff,
-        angular_cutoff=angular_cutoff,
-        eta_r=float(aev["eta_r"]),
-        eta_a=float(aev["eta_a"]),
-        zeta=float(aev["zeta"]),
-        **shifts,
-    )
-
-
 def neighbor_list(positions, cell, pbc, cutoff, n_threads=0):
     """Half neighbour list within `cutoff` (Angstrom) of positions [n,3] (Angstrom) in a cell
     [3,3] (rows = lattice vectors) with periodicity pbc [3]: (pairs [P,2] int64,
@@ -153,69 +107,129 @@ def neighbor_list(positions, cell, pbc, cutoff, n_threads=0):
         return _cell_list.neighbor_list(positions, cell, pbc, cutoff)
 
 
-def _features(params: AEVParams, features) -> np.ndarray:
-    """The AEV columns to keep (C++ check_features): all when None."""
-    if features is None:
-        return np.arange(params.length, dtype=np.int64)
-    features = _array(features, np.int64)
-    _require_shape(features, "features", (-1,))
+def _in_range(a: np.ndarray, stop: int) -> bool:
+    """Every entry in 0..stop-1."""
+    return a.size == 0 or (a.min() >= 0 and a.max() < stop)
+
+
+def _distinct(a: np.ndarray, stop: int) -> bool:
+    """No value twice in `a` (values in 0..stop-1): O(stop), no sort."""
+    seen = np.zeros(stop, dtype=np.bool_)
+    seen[a] = True
+    return int(np.count_nonzero(seen)) == a.size
+
+
+def _params(aev: dict, n_species) -> AEVParams:
+    n_species = operator.index(n_species)
+    _require(n_species > 0, f"n_species must be positive, got {n_species}")
+    try:
+        scalars = {key: float(aev[key]) for key in ("radial_cutoff", "angular_cutoff", "eta_r", "eta_a", "zeta")}
+        shifts = {key: np.array(aev[key], dtype=np.float64) for key in ("shf_r", "shf_a", "shf_z")}
+    except KeyError as err:
+        raise ValueError(f"aev: no entry {err}") from None
+    except (TypeError, ValueError):
+        raise ValueError("aev: cutoffs, eta and zeta must be numbers, the shifts sequences of numbers") from None
+    for key, value in shifts.items():
+        _require(value.ndim == 1 and value.size > 0, f"aev: {key} must be a non-empty sequence of numbers")
     _require(
-        features.size == 0 or (features.min() >= 0 and features.max() < params.length),
-        "features contains a column out of range",
+        all(np.isfinite(v) for v in scalars.values()) and all(np.isfinite(v).all() for v in shifts.values()),
+        "aev: every parameter must be finite",
     )
-    _require(np.unique(features).size == features.size, "features contains a column twice")
-    return features
+    radial, angular = scalars["radial_cutoff"], scalars["angular_cutoff"]
+    _require(0 < angular <= radial, f"aev: need 0 < angular_cutoff <= radial_cutoff, got {angular} and {radial}")
+    _require(aev.get("cutoff_fn", "cosine") == "cosine", "aev: only the cosine cutoff_fn is implemented")
+    return AEVParams(n_species=n_species, **scalars, **shifts)
 
 
-def aev(params, species, pairs, vectors, rows, n_rows, n_threads=0, features=None, *, scratch=None):
-    """AEVs [n_rows, len(features)] (float32) of atoms with species [N] (0..n_species-1), from
-    the half list pairs [P,2] / vectors [P,3] (Angstrom); atom i goes to row rows[i].
-    features: the columns of the full AEV layout to keep (default all). scratch: from
-    make_scratch(), None here (the C++ core reuses big buffers through it)."""
-    species = _array(species, np.int32)
-    pairs = _array(pairs, np.int64)
-    vectors = _array(vectors, np.float64)
-    rows = _array(rows, np.int64)
-    n_rows = operator.index(n_rows)
-    _check_atoms(params, species, rows, n_rows)
-    _check_pairs(pairs, vectors, species.shape[0])
-    features = _features(params, features)
-    # Rows not named in `rows` (none in normal use) must not hold garbage.
-    out = np.zeros((n_rows, features.size), dtype=np.float32)
-    with _using_threads(_threads(n_threads, species.shape[0], _MIN_ATOMS_PER_THREAD_AEV)):
-        _aev.aev_forward(params, species, pairs, vectors, rows, features, out)
-    return out
+class AEVComputer:
+    """ANI AEVs and their backward pass for one set of parameters (a model's ``aev``
+    metadata: cutoffs in Angstrom, eta in 1/Angstrom^2, shifts in Angstrom or radians).
+    Thread-safe: each forward() returns an AEVPass that owns its state."""
+
+    isa = "numba"
+    retained_bytes = 0  # no pool: NumPy and Numba's allocator manage the buffers
+
+    def __init__(self, aev: dict, n_species: int, n_threads: int = 0, isa: str = "auto"):
+        _require(isa == "auto", f"isa: the Numba backend has one variant ('auto'), got {isa!r}")
+        self._params = _params(aev, n_species)
+        self._n_threads = operator.index(n_threads)
+        self.length = self._params.length
+
+    def forward(self, species, pairs, vectors, rows, n_rows, features=None, backward=False) -> AEVPass:
+        """AEVPass of atoms species [N] (int32, 0..n_species-1) over the half list pairs [P,2]
+        (int64) / vectors [P,3] (float64, Angstrom); atom i's AEV goes to row rows[i] of
+        n_rows; features: columns of the full layout to keep (None: all); backward: keep what
+        AEVPass.backward needs."""
+        # Checked copies of the index arrays: the caller may change its own afterwards (the
+        # pass keeps rows; pairs are checked as the directed index is built).
+        species = _array(species, np.int32).copy()
+        pairs = _array(pairs, np.int64)
+        vectors = _array(vectors, np.float64)
+        rows = _array(rows, np.int64).copy()
+        n_rows = operator.index(n_rows)
+        _require_shape(species, "species", (-1,))
+        n_atoms = species.shape[0]
+        _require_shape(pairs, "pairs", (-1, 2))
+        _require_shape(vectors, "vectors", (pairs.shape[0], 3))
+        _require_shape(rows, "rows", (n_atoms,))
+        _require(n_rows >= n_atoms, f"n_rows ({n_rows}) is smaller than the number of atoms ({n_atoms})")
+        _require(_in_range(species, self._params.n_species), "species out of range")
+        _require(_in_range(rows, n_rows), "rows out of range")
+        _require(_distinct(rows, n_rows), "rows: every atom needs a row of its own")
+        if features is None:
+            features = np.arange(self.length, dtype=np.int64)
+        else:
+            features = _array(features, np.int64).copy()
+            _require_shape(features, "features", (-1,))
+            _require(_in_range(features, self.length), "features out of range")
+            _require(_distinct(features, self.length), "features: a column appears twice")
+        with _using_threads(_threads(self._n_threads, n_atoms, _MIN_ATOMS_PER_THREAD_AEV)):
+            tables = _aev.setup(self._params, species, pairs)
+            # Rows no atom names stay zero.
+            out = np.zeros((n_rows, features.size), dtype=np.float32)
+            _aev.forward(self._params, tables, vectors, rows, features, out)
+        return AEVPass(self, out, tables if backward else None, vectors, rows, features)
 
 
-def aev_backward(params, species, pairs, vectors, rows, grad_aev, n_threads=0, features=None, *, scratch=None):
-    """dE/d(vectors) [P,3] (float64, Hartree/Angstrom) from dE/dAEV grad_aev
-    [n_rows, len(features)] (float32, Hartree); other arguments as for `aev`."""
-    species = _array(species, np.int32)
-    pairs = _array(pairs, np.int64)
-    vectors = _array(vectors, np.float64)
-    rows = _array(rows, np.int64)
-    grad_aev = _array(grad_aev, np.float32)
-    features = _features(params, features)
-    _require_shape(grad_aev, "grad_aev", (-1, features.size))
-    _check_atoms(params, species, rows, grad_aev.shape[0])
-    _check_pairs(pairs, vectors, species.shape[0])
-    with _using_threads(_threads(n_threads, species.shape[0], _MIN_ATOMS_PER_THREAD_AEV)):
-        return _aev.aev_backward(params, species, pairs, vectors, rows, features, grad_aev)
+class AEVPass:
+    """One forward pass: ``aev`` [n_rows, n_features] (float32, writable) and, when made with
+    backward=True, what backward() needs."""
+
+    def __init__(self, computer, aev, tables, vectors, rows, features):
+        self.aev = aev
+        self._computer = computer
+        self._tables = tables
+        self._vectors = vectors
+        self._rows = rows
+        self._features = features
+
+    def backward(self, grad_aev, pair_bounds=None, forces=True, virial=False):
+        """(forces [N,3] = -dE/dr (float64, Hartree/Angstrom) or None, virial [B,3,3]
+        (Hartree) or None) from grad_aev = dE/dAEV [n_rows, n_features] (float32, Hartree).
+        virial[b] sums outer(vector, dE/dvector) over pairs pair_bounds[b]:pair_bounds[b+1]
+        (int64 [B+1]; None: one structure with all pairs)."""
+        if self._tables is None:
+            raise ValueError("backward: this pass was made by forward(..., backward=False)")
+        grad_aev = _array(grad_aev, np.float32)
+        _require_shape(grad_aev, "grad_aev", self.aev.shape)
+        n_pairs = self._vectors.shape[0]
+        if pair_bounds is None:
+            bounds = np.array([0, n_pairs], dtype=np.int64)
+        else:
+            bounds = _array(pair_bounds, np.int64)
+            _require_shape(bounds, "pair_bounds", (-1,))
+            _require(bounds.size > 0, "pair_bounds is empty")
+            _require(_in_range(bounds, n_pairs + 1), "pair_bounds out of range")
+            _require(bool(np.all(np.diff(bounds) >= 0)), "pair_bounds must be nondecreasing")
+        computer = self._computer
+        n_threads = _threads(computer._n_threads, self._rows.shape[0], _MIN_ATOMS_PER_THREAD_AEV)
+        with _using_threads(n_threads):
+            grad_entry = _aev.backward_entries(
+                computer._params, self._tables, self._vectors, self._rows, self._features, grad_aev
+            )
+            atom_forces = _aev.forces_from_entries(self._tables, grad_entry) if forces else None
+            pair_virial = _aev.virial_from_entries(self._tables, grad_entry, self._vectors, bounds) if virial else None
+        return atom_forces, pair_virial
 
 
-def pair_forces(n_atoms, pairs, grad_vectors):
-    """Forces [N,3] = -dE/dr (float64, Hartree/Angstrom) from dE/d(vector) [P,3] of each pair."""
-    n_atoms = operator.index(n_atoms)
-    pairs = _array(pairs, np.int64)
-    grad_vectors = _array(grad_vectors, np.float64)
-    _require(n_atoms >= 0, "n_atoms must be non-negative")
-    _check_pairs(pairs, grad_vectors, n_atoms, "grad_vectors")
-    return _aev.pair_forces(n_atoms, pairs, grad_vectors)
-
-
-def make_scratch() -> None:
-    """No reusable buffers here: NumPy and Numba's own allocator manage the temporaries."""
-    return None
-
-
-__all__ = ["aev", "aev_backward", "make_params", "make_scratch", "neighbor_list", "pair_forces"]
+__all__ = ["AEVComputer", "AEVPass", "neighbor_list"]

@@ -1,4 +1,5 @@
-"""ANI AEVs over a half neighbour list and their backward pass, a twin of ``cpp/aev.cpp``.
+"""ANI AEVs over a half neighbour list and their backward pass, a twin of the C++ kernels
+(``cpp/aev_kernels.inc``, ``cpp/aev.cpp``).
 
 See ``cpp/aev.hpp`` for the formulas and the AEV layout. Sums are float64; the AEV is
 stored as float32. Per-atom work (forward and backward) runs in blocks of atoms spread
@@ -48,29 +49,47 @@ class AEVParams(NamedTuple):
 
 
 @numba.njit(cache=True)
-def directed_neighbors(n_atoms, pairs):
+def directed_neighbors(n_atoms, pairs, species):
     """The half list seen from each atom: entries start[i]:start[i+1] of atom i are pairs
-    `pair[e]`, walked with sign +1 (i is the pair's first atom) or -1 (reversed)."""
+    `pair[e]` in pair order, walked with sign +1 (i is the pair's first atom) or -1
+    (reversed); other[e] is the species at the entry's far end; entries[p] are pair p's
+    entries from its first and second atom. ValueError for an atom index out of range
+    (checked before it is used, and again in the second loop: the caller's array may have
+    changed in between)."""
     n_pairs = pairs.shape[0]
     start = np.zeros(n_atoms + 1, dtype=np.int64)
     for p in range(n_pairs):
-        start[pairs[p, 0] + 1] += 1
-        start[pairs[p, 1] + 1] += 1
+        a = pairs[p, 0]
+        b = pairs[p, 1]
+        if a < 0 or a >= n_atoms or b < 0 or b >= n_atoms:
+            raise ValueError("pairs: atom index out of range")
+        start[a + 1] += 1
+        start[b + 1] += 1
     for i in range(n_atoms):
         start[i + 1] += start[i]
     pair = np.empty(2 * n_pairs, dtype=np.int64)
     sign = np.empty(2 * n_pairs, dtype=np.int8)
+    other = np.empty(2 * n_pairs, dtype=np.int32)
+    entries = np.empty((n_pairs, 2), dtype=np.int64)
     fill = start[:-1].copy()
     for p in range(n_pairs):
-        e = fill[pairs[p, 0]]
-        fill[pairs[p, 0]] += 1
+        a = pairs[p, 0]
+        b = pairs[p, 1]
+        if a < 0 or a >= n_atoms or b < 0 or b >= n_atoms or fill[a] >= start[a + 1] or fill[b] >= start[b + 1]:
+            raise ValueError("pairs: changed during the call")
+        e = fill[a]
+        fill[a] += 1
         pair[e] = p
         sign[e] = 1
-        e = fill[pairs[p, 1]]
-        fill[pairs[p, 1]] += 1
+        other[e] = species[b]
+        entries[p, 0] = e
+        e = fill[b]
+        fill[b] += 1
         pair[e] = p
         sign[e] = -1
-    return start, pair, sign
+        other[e] = species[a]
+        entries[p, 1] = e
+    return start, pair, sign, other, entries
 
 
 @numba.njit(cache=True)
@@ -130,7 +149,7 @@ def _store(out, k, e, v, r, other, rc):
 
 
 @numba.njit(cache=True)
-def _gather(prm, start, pair, sign, pairs, vectors, species, i, radial, angular):
+def _gather(prm, start, pair, sign, other_species, vectors, i, radial, angular):
     """Neighbours of atom i within the radial cutoff (all, radial fc) and the angular cutoff
     (angular fc), in directed-entry order; returns how many of each."""
     n_radial = 0
@@ -144,7 +163,7 @@ def _gather(prm, start, pair, sign, pairs, vectors, species, i, radial, angular)
         r = math.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2])
         if r >= prm.radial_cutoff:
             continue
-        other = species[pairs[p, 1]] if s > 0 else species[pairs[p, 0]]
+        other = other_species[e]
         _store(radial, n_radial, e, v, r, other, prm.radial_cutoff)
         n_radial += 1
         if r < prm.angular_cutoff:
@@ -206,27 +225,28 @@ def _cosine(nbs, a, b):
     return d / (1e-10 if rr < 1e-10 else rr)
 
 
-# Per-call tables shared by all atoms (the C++ Directed, pair_index and Sections), as one
-# plain tuple (a NamedTuple built in jitted code cannot cross into a prange body):
-#   start [N+1] (entries of atom i are start[i]:start[i+1]), pair [2P], sign [2P] int8
-#   (+1 when the atom is the pair's first atom), table [n_species, n_species] (species pair
-#   -> angular block), cos_z, sin_z, zeta_minus_one (-1 unless zeta is a whole number),
-#   max_degree (most entries of any atom: size of the scratch buffers).
+# Per-call tables shared by all atoms, as one plain tuple (a NamedTuple built in jitted code
+# cannot cross into a prange body): start [N+1] (entries of atom i are start[i]:start[i+1]),
+# pair [2P], sign [2P] int8 (+1 when the atom is the pair's first atom), other [2P] (species
+# at the far end), entries [P,2], table [n_species, n_species] (species pair -> angular
+# block), cos_z, sin_z, zeta_minus_one (-1 unless zeta is a whole number), max_degree (most
+# entries of any atom: size of the scratch buffers).
 
 
 @numba.njit(cache=True)
-def _setup(prm, n_atoms, pairs):
-    start, pair, sign = directed_neighbors(n_atoms, pairs)
+def setup(prm, species, pairs):
+    """The tables of one pass (species in range, unchecked; pairs checked)."""
+    start, pair, sign, other, entries = directed_neighbors(species.shape[0], pairs, species)
     cos_z, sin_z, zeta_minus_one = _sections(prm)
     table = species_pair_table(prm.n_species)
-    return start, pair, sign, table, cos_z, sin_z, zeta_minus_one, _max_degree(start)
+    return start, pair, sign, other, entries, table, cos_z, sin_z, zeta_minus_one, _max_degree(start)
 
 
 @numba.njit(cache=True)
-def _forward_block(lo, hi, prm, setup, species, pairs, vectors, rows, features, aev):
+def _forward_block(lo, hi, prm, tables, vectors, rows, features, aev):
     """AEVs of atoms lo..hi-1 (the columns `features` of the full layout) into their rows
     of `aev` (float32)."""
-    start, pair, sign, table, cos_z, sin_z, zeta_minus_one, max_degree = setup
+    start, pair, sign, other, _, table, cos_z, sin_z, zeta_minus_one, max_degree = tables
     n_r = prm.shf_r.shape[0]
     n_a = prm.shf_a.shape[0]
     n_z = prm.shf_z.shape[0]
@@ -238,7 +258,7 @@ def _forward_block(lo, hi, prm, setup, species, pairs, vectors, rows, features, 
     angular = _neighbors(max_degree)
     for i in range(lo, hi):
         acc[:] = 0.0
-        n_radial, n_angular = _gather(prm, start, pair, sign, pairs, vectors, species, i, radial, angular)
+        n_radial, n_angular = _gather(prm, start, pair, sign, other, vectors, i, radial, angular)
         for m in range(n_radial):
             base = radial.species[m] * n_r
             for k in range(n_r):
@@ -262,9 +282,9 @@ def _forward_block(lo, hi, prm, setup, species, pairs, vectors, rows, features, 
 
 
 @numba.njit(cache=True)
-def _backward_block(lo, hi, prm, setup, species, pairs, vectors, rows, features, grad_aev, grad_entry):
+def _backward_block(lo, hi, prm, tables, vectors, rows, features, grad_aev, grad_entry):
     """dE/d(directed entry vector) of atoms lo..hi-1 into `grad_entry` (their own entries)."""
-    start, pair, sign, table, cos_z, sin_z, zeta_minus_one, max_degree = setup
+    start, pair, sign, other, _, table, cos_z, sin_z, zeta_minus_one, max_degree = tables
     n_r = prm.shf_r.shape[0]
     n_a = prm.shf_a.shape[0]
     n_z = prm.shf_z.shape[0]
@@ -279,7 +299,7 @@ def _backward_block(lo, hi, prm, setup, species, pairs, vectors, rows, features,
     for i in range(lo, hi):
         for k in range(features.shape[0]):
             g[features[k]] = grad_aev[rows[i], k]
-        n_radial, n_angular = _gather(prm, start, pair, sign, pairs, vectors, species, i, radial, angular)
+        n_radial, n_angular = _gather(prm, start, pair, sign, other, vectors, i, radial, angular)
 
         for m in range(n_radial):
             base = radial.species[m] * n_r
@@ -339,59 +359,85 @@ def _backward_block(lo, hi, prm, setup, species, pairs, vectors, rows, features,
                     grad_entry[eb, c] += de_dcos * dcos_db + de_drb * vb / rb
 
 
-@numba.njit(cache=True)
-def _entries_to_pairs(pair, sign, grad_entry, n_pairs):
-    grad_vectors = np.zeros((n_pairs, 3))
-    for e in range(pair.shape[0]):
-        s = float(sign[e])
-        for c in range(3):
-            grad_vectors[pair[e], c] += s * grad_entry[e, c]
-    return grad_vectors
-
-
 @numba.njit(cache=True, parallel=True)
-def aev_forward(prm, species, pairs, vectors, rows, features, aev):
+def forward(prm, tables, vectors, rows, features, aev):
     """Write the AEV of atom i into row rows[i] of `aev` [n_rows, len(features)] (float32):
-    the columns `features` (int64) of the full layout.
-
-    species [N] int32; pairs [P,2] int64; vectors [P,3] float64 Angstrom (r_j - r_i + image).
-    """
-    n_atoms = species.shape[0]
-    setup = _setup(prm, n_atoms, pairs)
+    the columns `features` (int64) of the full layout. vectors [P,3] float64 Angstrom
+    (r_j - r_i + image)."""
+    n_atoms = rows.shape[0]
     for block in numba.prange((n_atoms + BLOCK - 1) // BLOCK):
         # int64: prange indices are uint64 in the parallel body but int64 when the caller is
         # typed, and each would compile its own copy of the block function.
         lo = np.int64(block) * BLOCK
-        _forward_block(lo, min(n_atoms, lo + BLOCK), prm, setup, species, pairs, vectors, rows, features, aev)
+        _forward_block(lo, min(n_atoms, lo + BLOCK), prm, tables, vectors, rows, features, aev)
 
 
 @numba.njit(cache=True, parallel=True)
-def aev_backward(prm, species, pairs, vectors, rows, features, grad_aev):
-    """dE/d(vectors) [P,3] (Hartree/Angstrom) from dE/dAEV `grad_aev` [n_rows, len(features)]
-    (float32, Hartree; columns `features` of the full layout, the others zero).
-
-    Gradients go per directed entry (atom i owns its entries) and are summed per pair
-    afterwards in entry order, so the result does not depend on the thread count.
-    """
-    n_atoms = species.shape[0]
-    setup = _setup(prm, n_atoms, pairs)
-    pair, sign = setup[1], setup[2]
-    grad_entry = np.zeros((pair.shape[0], 3))
+def backward_entries(prm, tables, vectors, rows, features, grad_aev):
+    """dE/d(directed entry vector) [2P,3] (Hartree/Angstrom) from dE/dAEV `grad_aev`
+    [n_rows, len(features)] (float32, Hartree; columns `features` of the full layout, the
+    others zero). Atom i writes only its own entries: no races."""
+    n_atoms = rows.shape[0]
+    grad_entry = np.zeros((tables[1].shape[0], 3))
     for block in numba.prange((n_atoms + BLOCK - 1) // BLOCK):
-        lo = np.int64(block) * BLOCK  # see aev_forward
-        _backward_block(
-            lo, min(n_atoms, lo + BLOCK), prm, setup, species, pairs, vectors, rows, features, grad_aev, grad_entry
-        )
-    return _entries_to_pairs(pair, sign, grad_entry, pairs.shape[0])
+        lo = np.int64(block) * BLOCK  # see forward
+        _backward_block(lo, min(n_atoms, lo + BLOCK), prm, tables, vectors, rows, features, grad_aev, grad_entry)
+    return grad_entry
 
 
-@numba.njit(cache=True)
-def pair_forces(n_atoms, pairs, grad_vectors):
-    """Forces [N,3] = -dE/dr (Hartree/Angstrom) from dE/d(vector) [P,3] of each pair."""
-    # vector = r_j - r_i + image, so dE/dr_i = -dE/dvector and dE/dr_j = +dE/dvector.
-    forces = np.zeros((n_atoms, 3))
-    for p in range(pairs.shape[0]):
+@numba.njit(cache=True, parallel=True)
+def forces_from_entries(tables, grad_entry):
+    """Forces [N,3] = -dE/dr: dE/d(vector p) = gradient from its first atom minus that from its
+    second; vector = r_j - r_i + image, so atom i gets +dE/dvector as the pair's first atom
+    and -dE/dvector as its second, summed in pair order (any thread count, same result)."""
+    start, pair, sign, entries = tables[0], tables[1], tables[2], tables[4]
+    n_atoms = start.shape[0] - 1
+    forces = np.empty((n_atoms, 3))
+    for i in numba.prange(n_atoms):
         for c in range(3):
-            forces[pairs[p, 0], c] += grad_vectors[p, c]
-            forces[pairs[p, 1], c] -= grad_vectors[p, c]
+            f = 0.0
+            for e in range(start[i], start[i + 1]):
+                p = pair[e]
+                g = grad_entry[entries[p, 0], c] - grad_entry[entries[p, 1], c]
+                if sign[e] > 0:
+                    f += g
+                else:
+                    f -= g
+            forces[i, c] = f
     return forces
+
+
+#: Pairs per block of the virial sum: blocks are summed in order, whatever the threads.
+VIRIAL_BLOCK = 4096
+
+
+@numba.njit(cache=True, parallel=True)
+def virial_from_entries(tables, grad_entry, vectors, bounds):
+    """virial[b] [3,3] = sum over pairs p in bounds[b]:bounds[b+1] of outer(vectors[p],
+    dE/d(vector p)) (Hartree)."""
+    entries = tables[4]
+    n_structures = bounds.shape[0] - 1
+    n_blocks = 0
+    for b in range(n_structures):
+        n_blocks += (bounds[b + 1] - bounds[b] + VIRIAL_BLOCK - 1) // VIRIAL_BLOCK
+    block_start = np.empty(n_blocks, np.int64)
+    block_end = np.empty(n_blocks, np.int64)
+    block_structure = np.empty(n_blocks, np.int64)
+    k = 0
+    for b in range(n_structures):
+        for lo in range(bounds[b], bounds[b + 1], VIRIAL_BLOCK):
+            block_start[k] = lo
+            block_end[k] = min(lo + VIRIAL_BLOCK, bounds[b + 1])
+            block_structure[k] = b
+            k += 1
+    partial = np.zeros((n_blocks, 3, 3))
+    for k in numba.prange(n_blocks):
+        for p in range(block_start[k], block_end[k]):
+            for c in range(3):
+                g = grad_entry[entries[p, 0], c] - grad_entry[entries[p, 1], c]
+                for a in range(3):
+                    partial[k, a, c] += vectors[p, a] * g
+    virial = np.zeros((n_structures, 3, 3))
+    for k in range(n_blocks):
+        virial[block_structure[k]] += partial[k]
+    return virial
