@@ -103,7 +103,7 @@ def _system(model, numbers, positions, cell):
     species = model._species_of[numbers[numbers >= 0]]
     pairs, vectors, offset = [], [], 0
     for x in structures:
-        p, _, v = k.neighbor_list(x, cell, pbc, model.cutoff, model._n_threads)
+        p, _, v = k.NeighborList(model.cutoff, 0.0, model._n_threads).compute(x, cell, pbc)
         pairs.append(p + offset)
         vectors.append(v)
         offset += len(x)
@@ -122,7 +122,7 @@ def profile(model, numbers, positions, cell):
     k = model._kernels
     structures, species, pairs, vectors, rows, pbc, box = _system(model, numbers, positions, cell)
     n = len(species)
-    nl = lambda: [k.neighbor_list(x, box, pbc, model.cutoff, model._n_threads) for x in structures]  # noqa: E731
+    nl = lambda: [k.NeighborList(model.cutoff, 0.0, model._n_threads).compute(x, box, pbc) for x in structures]  # noqa: E731
     counts = np.bincount(species, minlength=len(model.elements))
     session, columns = model._session_for(counts)
     aev = lambda: k.aev(model._params, species, pairs, vectors, rows, n, model._n_threads, columns)  # noqa: E731

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ._core import AEVParams as _AEVParams
+from ._core import NeighborList, aev, aev_backward, pair_forces
 from ._core import Scratch as _Scratch
-from ._core import aev, aev_backward, neighbor_list, pair_forces
 
 
 def make_params(aev: dict, n_species: int) -> _AEVParams:
@@ -28,4 +28,4 @@ def make_scratch() -> _Scratch:
     return _Scratch()
 
 
-__all__ = ["aev", "aev_backward", "make_params", "make_scratch", "neighbor_list", "pair_forces"]
+__all__ = ["NeighborList", "aev", "aev_backward", "make_params", "make_scratch", "pair_forces"]

@@ -157,9 +157,8 @@ class Model:
             cached is None or cached[0] != key or np.linalg.norm(positions - cached[1], axis=1).max() > self.skin / 2
         )
         if fresh:
-            pairs, shifts, _ = self._kernels.neighbor_list(
-                positions, cell, pbc, self.cutoff + self.skin, self._n_threads
-            )
+            nl = self._kernels.NeighborList(self.cutoff + self.skin, 0.0, self._n_threads)
+            pairs, shifts, _ = nl.compute(positions, cell, pbc)
             cached = (key, positions.copy(), pairs, shifts)
             with self._verlet_lock:
                 self._verlet = cached
@@ -288,7 +287,7 @@ class Model:
             if self.skin > 0 and nums.shape[0] == 1:
                 p, v = self._verlet_pairs(nums[0], pos[0][mask[0]], cells[0], pbc_)
             else:
-                p, _, v = k.neighbor_list(pos[b][mask[b]], cells[b], pbc_, self.cutoff, self._n_threads)
+                p, _, v = k.NeighborList(self.cutoff, 0.0, self._n_threads).compute(pos[b][mask[b]], cells[b], pbc_)
                 self.neighbor_list_builds += 1
             pairs.append(p + offset if offset else p)
             vectors.append(v)

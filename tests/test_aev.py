@@ -19,7 +19,7 @@ def kernel_aev(backend, model, numbers, positions, cell=None, pbc=None):
     species = np.searchsorted(model.atomic_numbers, numbers).astype(np.int32)
     cell = np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64)
     pbc = np.zeros(3, bool) if pbc is None else np.broadcast_to(pbc, 3).copy()
-    pairs, _, vectors = k.neighbor_list(positions, cell, pbc, model.cutoff, 0)
+    pairs, _, vectors = k.NeighborList(model.cutoff).compute(positions, cell, pbc)
     rows = np.arange(len(numbers), dtype=np.int64)
     return k.aev(params, species, pairs, vectors, rows, len(numbers), 0), species
 
@@ -54,7 +54,7 @@ def test_rows_place_atoms(backend):
     numbers, pos = random_molecule(np.random.default_rng(11), 12)
     plain, species = kernel_aev(backend, model, numbers, pos)
     params = k.make_params(model.metadata["aev"], len(model.elements))
-    pairs, _, vectors = k.neighbor_list(pos, np.zeros((3, 3)), np.zeros(3, bool), model.cutoff, 0)
+    pairs, _, vectors = k.NeighborList(model.cutoff).compute(pos, np.zeros((3, 3)), np.zeros(3, bool))
     rows = np.random.default_rng(0).permutation(len(numbers)).astype(np.int64)
     moved = k.aev(params, species, pairs, vectors, rows, len(numbers), 0)
     np.testing.assert_array_equal(moved[rows], plain)
@@ -89,7 +89,7 @@ def test_features_keep_columns(backend):
     numbers, pos = random_molecule(rng, 16)
     full, species = kernel_aev(backend, model, numbers, pos)
     params = k.make_params(model.metadata["aev"], len(model.elements))
-    pairs, _, vectors = k.neighbor_list(pos, np.zeros((3, 3)), np.zeros(3, bool), model.cutoff, 0)
+    pairs, _, vectors = k.NeighborList(model.cutoff).compute(pos, np.zeros((3, 3)), np.zeros(3, bool))
     rows = np.arange(len(numbers), dtype=np.int64)
     columns = rng.choice(full.shape[1], 100, replace=False)
     kept = k.aev(params, species, pairs, vectors, rows, len(numbers), 0, columns)

@@ -73,26 +73,12 @@ IDS = [s[0] for s in SYSTEMS]
 
 def kernel_inputs(positions, cell, pbc, seed=0):
     rng = np.random.default_rng(seed)
-    pairs, shifts, vectors = nb.neighbor_list(positions, cell, pbc, CUTOFF, 0)
+    pairs, shifts, vectors = nb.NeighborList(CUTOFF).compute(positions, cell, pbc)
     species = rng.integers(0, N_SPECIES, len(positions)).astype(np.int32)
     order = np.argsort(species, kind="stable")
     rows = np.empty(len(species), dtype=np.int64)
     rows[order] = np.arange(len(species))
     return species, pairs, shifts, vectors, rows
-
-
-@needs_cpp
-@pytest.mark.parametrize(("label", "positions", "cell", "pbc"), SYSTEMS, ids=IDS)
-def test_neighbor_list_is_identical(label, positions, cell, pbc):
-    want = cpp().neighbor_list(positions, cell, pbc, CUTOFF, 0)
-    assert len(want[0]) > 0 or label == "one-atom"
-    for n_threads in (1, 2, 0):
-        got = nb.neighbor_list(positions, cell, pbc, CUTOFF, n_threads)
-        for g, w in zip(got, want):
-            assert g.dtype == w.dtype and g.shape == w.shape, label
-        np.testing.assert_array_equal(got[0], want[0], err_msg=f"{label}: pairs")
-        np.testing.assert_array_equal(got[1], want[1], err_msg=f"{label}: shifts")
-        np.testing.assert_allclose(got[2], want[2], rtol=0, atol=1e-12, err_msg=f"{label}: vectors")
 
 
 @needs_cpp
@@ -222,20 +208,12 @@ def test_models_match(label):
 
 def bad_calls(k, params):
     """(name, thunk) of kernel calls with bad input; the same for both backends."""
-    pos = np.zeros((4, 3))
     species = np.array([0, 1, 2, 3], dtype=np.int32)
     pairs = np.array([[0, 1], [1, 2]])
     vectors = np.ones((2, 3))
     rows = np.arange(4)
     grad = np.zeros((4, 384), dtype=np.float32)
     return [
-        ("positions shape", lambda: k.neighbor_list(np.zeros((4, 2)), np.eye(3), np.ones(3, bool), 5.2)),
-        ("positions 1d", lambda: k.neighbor_list(np.zeros(3), np.eye(3), np.ones(3, bool), 5.2)),
-        ("cell shape", lambda: k.neighbor_list(pos, np.eye(2), np.ones(3, bool), 5.2)),
-        ("pbc shape", lambda: k.neighbor_list(pos, np.eye(3), np.ones(2, bool), 5.2)),
-        ("pbc scalar", lambda: k.neighbor_list(pos, np.eye(3), np.True_, 5.2)),
-        ("cutoff zero", lambda: k.neighbor_list(pos, np.eye(3), np.ones(3, bool), 0.0)),
-        ("cutoff nan", lambda: k.neighbor_list(pos, np.eye(3), np.ones(3, bool), np.nan)),
         ("species high", lambda: k.aev(params, [0, 1, 4, 0], pairs, vectors, rows, 4)),
         ("species negative", lambda: k.aev(params, [0, -1, 0, 0], pairs, vectors, rows, 4)),
         ("species 2d", lambda: k.aev(params, species[None], pairs, vectors, rows, 4)),
@@ -274,7 +252,7 @@ def test_bad_inputs_raise_the_same_errors():
 
 def test_empty_inputs():
     params = nb.make_params(ANI_1X_AEV, N_SPECIES)
-    pairs, shifts, vectors = nb.neighbor_list(np.zeros((0, 3)), np.eye(3), np.ones(3, bool), CUTOFF)
+    pairs, shifts, vectors = nb.NeighborList(CUTOFF).compute(np.zeros((0, 3)), np.eye(3), np.ones(3, bool))
     assert pairs.shape == (0, 2) and shifts.shape == (0, 3) and vectors.shape == (0, 3)
     assert pairs.dtype == np.int64 and shifts.dtype == np.int32 and vectors.dtype == np.float64
     out = nb.aev(params, np.zeros(0, np.int32), pairs, vectors, np.zeros(0, np.int64), 0)

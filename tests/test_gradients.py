@@ -29,7 +29,7 @@ def linear_energy_and_gradient(backend, model, numbers, pos, cell, pbc, weights)
     species = np.searchsorted(model.atomic_numbers, numbers).astype(np.int32)
     cell_arg = np.zeros((3, 3)) if cell is None else cell
     pbc_arg = np.zeros(3, bool) if pbc is None else pbc
-    pairs, _, vectors = k.neighbor_list(pos, cell_arg, pbc_arg, model.cutoff, 0)
+    pairs, _, vectors = k.NeighborList(model.cutoff).compute(pos, cell_arg, pbc_arg)
     rows = np.arange(len(numbers), dtype=np.int64)
     grad_vectors = k.aev_backward(params, species, pairs, vectors, rows, weights.astype(np.float32), 0)
     forces = k.pair_forces(len(numbers), pairs, grad_vectors)

@@ -25,7 +25,7 @@ def big_box():
 def kernel_inputs(model, numbers, positions, cell):
     """species, pairs, vectors and rows of a periodic box, as the AEV kernels take them."""
     species = model._species_of[numbers]
-    pairs, _, vectors = model._kernels.neighbor_list(positions, cell, np.ones(3, bool), model.cutoff, 2)
+    pairs, _, vectors = model._kernels.NeighborList(model.cutoff, 0.0, 2).compute(positions, cell, np.ones(3, bool))
     return species, pairs, vectors, np.arange(len(numbers))
 
 
