@@ -151,13 +151,25 @@ WrappedAtoms wrap_into_box(const Box& box, const double* positions, int64_t n_at
 
 // ---------------------------------------------------------------- binning
 
+int64_t floor_div(int64_t a, int64_t b) {
+    int64_t q = a / b;
+    return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
 struct Bins {
     std::array<int64_t, 3> count;  // bins along each box row
     std::array<int64_t, 3> reach;  // bins to visit on each side of an atom's own bin
     LargeVector<int64_t> of_atom;  // [N, 3] bin coordinates of each atom
     LargeVector<int64_t> start;    // [n_bins + 1] first slot of each bin in `atoms`
     LargeVector<int64_t> atoms;    // [N] atom indices grouped by bin, ascending within a bin
-    LargeVector<double> wrapped;   // [N, 3] wrapped positions in the order of `atoms` (contiguous per bin)
+    // Wrapped positions in the order of `atoms`, one array per Cartesian component: contiguous
+    // per bin, and the distance test over a bin vectorises.
+    std::array<LargeVector<double>, 3> wrapped;
+    // Along direction d, the bins within reach of bin o: near_bin[d][o * (2 reach + 1) + k] is
+    // bin o + k - reach, wrapped when periodic (then near_image[d][...] is the image number
+    // it was wrapped from), -1 when outside an open direction. Tables instead of a floor
+    // division per visited bin and direction.
+    std::array<LargeVector<int64_t>, 3> near_bin, near_image;
 
     int64_t index(int64_t b0, int64_t b1, int64_t b2) const { return (b0 * count[1] + b1) * count[2] + b2; }
 };
@@ -183,6 +195,26 @@ Bins make_bins(const Box& box, const WrappedAtoms& atoms, int64_t n_atoms, doubl
         if (!box.periodic[d]) bins.reach[d] = std::min(bins.reach[d], bins.count[d] - 1);
     }
 
+    for (int d = 0; d < 3; ++d) {
+        const int64_t width = 2 * bins.reach[d] + 1;
+        bins.near_bin[d].resize(bins.count[d] * width);
+        bins.near_image[d].resize(bins.count[d] * width);
+        for (int64_t o = 0; o < bins.count[d]; ++o) {
+            for (int64_t k = 0; k < width; ++k) {
+                int64_t b = o + k - bins.reach[d];
+                int64_t image = 0;
+                if (box.periodic[d]) {
+                    image = floor_div(b, bins.count[d]);
+                    b -= image * bins.count[d];
+                } else if (b < 0 || b >= bins.count[d]) {
+                    b = -1;
+                }
+                bins.near_bin[d][o * width + k] = b;
+                bins.near_image[d][o * width + k] = image;
+            }
+        }
+    }
+
     // Counting sort of atoms into bins; stable, so atoms ascend within each bin.
     const int64_t n_bins = bins.count[0] * bins.count[1] * bins.count[2];
     bins.of_atom.resize(3 * n_atoms);
@@ -197,67 +229,87 @@ Bins make_bins(const Box& box, const WrappedAtoms& atoms, int64_t n_atoms, doubl
     }
     for (int64_t b = 0; b < n_bins; ++b) bins.start[b + 1] += bins.start[b];
     bins.atoms.resize(n_atoms);
-    bins.wrapped.resize(3 * n_atoms);
+    for (auto& w : bins.wrapped) w.resize(n_atoms);
     LargeVector<int64_t> fill(bins.start.begin(), bins.start.end() - 1);
     for (int64_t i = 0; i < n_atoms; ++i) {
         const int64_t* b = &bins.of_atom[3 * i];
         const int64_t slot = fill[bins.index(b[0], b[1], b[2])]++;
         bins.atoms[slot] = i;
-        for (int c = 0; c < 3; ++c) bins.wrapped[3 * slot + c] = atoms.wrapped[3 * i + c];
+        for (int c = 0; c < 3; ++c) bins.wrapped[c][slot] = atoms.wrapped[3 * i + c];
     }
     return bins;
 }
 
 // ---------------------------------------------------------------- pair search
 
-int64_t floor_div(int64_t a, int64_t b) {
-    int64_t q = a / b;
-    return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
-}
-
-// Calls found(j, image) for every partner j >= i of atom i closer than the cutoff, where
-// image is the lattice translation (in box rows) applied to j's wrapped position. Bins are
-// visited in a fixed order and atoms ascend within a bin, so the calls are deterministic.
-template <class Found>
-void for_each_partner(const Box& box, const WrappedAtoms& atoms, const Bins& bins, double cutoff2, int64_t i,
-                      Found&& found) {
+// The slots of the bins around atom i that may hold partners: calls
+// visit(first, last, translation, image) per neighbouring bin (image) in a fixed order,
+// where [first, last) are the slots of bins.atoms that the half list allows (atoms j > i,
+// and i itself through a positive image; atoms ascend within a bin, so the others are
+// skipped without reading their positions) and translation = image @ box rows is to be
+// added to their wrapped positions.
+template <class Visit>
+void for_each_neighbor_bin(const Box& box, const Bins& bins, int64_t i, Visit&& visit) {
     const int64_t* own = &bins.of_atom[3 * i];
-    const double* ri = &atoms.wrapped[3 * i];
     const int64_t* bin_atoms = bins.atoms.data();
-    for (int64_t dx = -bins.reach[0]; dx <= bins.reach[0]; ++dx)
-    for (int64_t dy = -bins.reach[1]; dy <= bins.reach[1]; ++dy)
-    for (int64_t dz = -bins.reach[2]; dz <= bins.reach[2]; ++dz) {
-        std::array<int64_t, 3> b{own[0] + dx, own[1] + dy, own[2] + dz};
-        std::array<int64_t, 3> image{0, 0, 0};
-        bool inside = true;
-        for (int d = 0; d < 3; ++d) {
-            if (box.periodic[d]) {
-                image[d] = floor_div(b[d], bins.count[d]);
-                b[d] -= image[d] * bins.count[d];
-            } else if (b[d] < 0 || b[d] >= bins.count[d]) {
-                inside = false;
+    const int64_t* bin_along[3];
+    const int64_t* image_along[3];
+    for (int d = 0; d < 3; ++d) {
+        const int64_t row = own[d] * (2 * bins.reach[d] + 1);
+        bin_along[d] = bins.near_bin[d].data() + row;
+        image_along[d] = bins.near_image[d].data() + row;
+    }
+    for (int64_t kx = 0; kx <= 2 * bins.reach[0]; ++kx) {
+        if (bin_along[0][kx] < 0) continue;
+        for (int64_t ky = 0; ky <= 2 * bins.reach[1]; ++ky) {
+            if (bin_along[1][ky] < 0) continue;
+            for (int64_t kz = 0; kz <= 2 * bins.reach[2]; ++kz) {
+                if (bin_along[2][kz] < 0) continue;
+                const std::array<int64_t, 3> image{image_along[0][kx], image_along[1][ky], image_along[2][kz]};
+                Vec3 translation{0, 0, 0};
+                for (int d = 0; d < 3; ++d) {
+                    for (int c = 0; c < 3; ++c) translation[c] += image[d] * box.matrix[d][c];
+                }
+                const bool positive_image =
+                    image[0] > 0 || (image[0] == 0 && (image[1] > 0 || (image[1] == 0 && image[2] > 0)));
+                const int64_t bin = bins.index(bin_along[0][kx], bin_along[1][ky], bin_along[2][kz]);
+                int64_t first = bins.start[bin];
+                const int64_t last = bins.start[bin + 1];
+                while (first < last && bin_atoms[first] < i) ++first;  // a bin holds a handful: no bisection
+                // i itself comes first if here; it is its own partner only through a positive image.
+                if (!positive_image && first < last && bin_atoms[first] == i) ++first;
+                visit(first, last, translation, image);
             }
         }
-        if (!inside) continue;
-        Vec3 translation{0, 0, 0};
-        for (int d = 0; d < 3; ++d) {
-            for (int c = 0; c < 3; ++c) translation[c] += image[d] * box.matrix[d][c];
-        }
-        const bool positive_image =
-            image[0] > 0 || (image[0] == 0 && (image[1] > 0 || (image[1] == 0 && image[2] > 0)));
-        const int64_t bin = bins.index(b[0], b[1], b[2]);
-        const int64_t* last = bin_atoms + bins.start[bin + 1];
-        // Half list: partners below i are skipped without reading their positions.
-        for (const int64_t* p = std::lower_bound(bin_atoms + bins.start[bin], last, i); p != last; ++p) {
-            const int64_t j = *p;
-            if (j == i && !positive_image) continue;
-            const double* rj = &bins.wrapped[3 * (p - bin_atoms)];
-            Vec3 v;
-            for (int c = 0; c < 3; ++c) v[c] = rj[c] + translation[c] - ri[c];
-            if (dot(v, v) >= cutoff2) continue;
-            found(j, image);
-        }
     }
+}
+
+// Whether the atom in `slot` is within the cutoff of wrapped position ri once translated.
+inline bool is_partner(const Bins& bins, const double* ri, double cutoff2, int64_t slot, const Vec3& translation) {
+    Vec3 v;
+    for (int c = 0; c < 3; ++c) v[c] = bins.wrapped[c][slot] + translation[c] - ri[c];
+    return dot(v, v) < cutoff2;
+}
+
+// Partners of atom i (the counting pass): no branch on the distance, so the loop runs
+// without mispredictions and the compiler may vectorise it.
+int64_t count_partners(const Box& box, const Bins& bins, const double* ri, double cutoff2, int64_t i) {
+    int64_t n = 0;
+    for_each_neighbor_bin(box, bins, i, [&](int64_t first, int64_t last, const Vec3& t, const auto&) {
+        for (int64_t slot = first; slot < last; ++slot) n += is_partner(bins, ri, cutoff2, slot, t);
+    });
+    return n;
+}
+
+// Calls found(j, image) for every partner j of atom i, in the order count_partners counts them.
+template <class Found>
+void for_each_partner(const Box& box, const Bins& bins, const double* ri, double cutoff2, int64_t i,
+                      Found&& found) {
+    for_each_neighbor_bin(box, bins, i, [&](int64_t first, int64_t last, const Vec3& t, const auto& image) {
+        for (int64_t slot = first; slot < last; ++slot) {
+            if (is_partner(bins, ri, cutoff2, slot, t)) found(bins.atoms[slot], image);
+        }
+    });
 }
 
 // ---------------------------------------------------------------- output
@@ -306,9 +358,7 @@ PairList cell_list_pairs(const double* positions, int64_t n_atoms, const double*
     LargeVector<int64_t> first(n_atoms + 1);
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 64)
     for (int64_t i = 0; i < n_atoms; ++i) {
-        int64_t n = 0;
-        for_each_partner(box, atoms, bins, cutoff2, i, [&](int64_t, const std::array<int64_t, 3>&) { ++n; });
-        first[i + 1] = n;
+        first[i + 1] = count_partners(box, bins, &atoms.wrapped[3 * i], cutoff2, i);
     }
     PairList list = allocate_pairs(prefix_sum(first), with_vectors, pool);
 
@@ -319,7 +369,7 @@ PairList cell_list_pairs(const double* positions, int64_t n_atoms, const double*
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 64)
     for (int64_t i = 0; i < n_atoms; ++i) {
         int64_t row = first[i];
-        for_each_partner(box, atoms, bins, cutoff2, i, [&](int64_t j, const std::array<int64_t, 3>& image) {
+        for_each_partner(box, bins, &atoms.wrapped[3 * i], cutoff2, i, [&](int64_t j, const std::array<int64_t, 3>& image) {
             int32_t* shift = shifts + 3 * row;
             for (int d = 0; d < 3; ++d) {
                 shift[d] = static_cast<int32_t>(image[d]) - offset[3 * j + d] + offset[3 * i + d];
