@@ -17,7 +17,10 @@ import numpy as np
 #   matrix [3,3] box rows (Angstrom), wrapped [N,3] positions moved into the box (Angstrom),
 #   offset [N,3] int32 lattice translations removed, n_bins [3], reach [3] bins to visit on
 #   each side, bin_of [N,3], bin_start [n_bins + 1] first slot of each bin, bin_atoms [N]
-#   atoms by bin (ascending within a bin), bin_wrapped [N,3] wrapped positions in that order.
+#   atoms by bin (ascending within a bin), bin_wrapped [3,N] wrapped positions in that order
+#   (one row per component: contiguous per bin), near_bin [3, W]: along direction d, bin
+#   o + k - reach[d] seen from bin o at [d, o * (2 reach[d] + 1) + k], wrapped when periodic
+#   (near_image the image number it was wrapped from), -1 outside an open direction.
 
 # Pairs per task when filtering a kept list: fixed, so the result is the thread count's no matter.
 FILTER_CHUNK = 4096
@@ -160,7 +163,8 @@ def _wrap(positions, matrix, inverse, origin, pbc):
 
 @numba.njit(cache=True)
 def _bins(matrix, inverse, pbc, wrapped, fractional, cutoff):
-    """(n_bins [3], reach [3], bin_of [N,3], bin_start, bin_atoms [N], bin_wrapped [N,3])."""
+    """(n_bins [3], reach [3], bin_of [N,3], bin_start, bin_atoms [N], bin_wrapped [3,N],
+    near_bin [3, W], near_image [3, W]); see the note at the top of this file."""
     n_atoms = wrapped.shape[0]
     # Bins at least `cutoff` wide (distance between lattice planes), capped in number so
     # that far-apart fragments cannot ask for more bins than there are atoms.
@@ -184,6 +188,27 @@ def _bins(matrix, inverse, pbc, wrapped, fractional, cutoff):
         if not pbc[d]:
             reach[d] = min(reach[d], n_bins[d] - 1)
 
+    # Per direction, the bins within reach of each bin and their image numbers (tables, so
+    # the search does no floor division per visited bin).
+    width = 0
+    for d in range(3):
+        width = max(width, n_bins[d] * (2 * reach[d] + 1))
+    near_bin = np.empty((3, width), dtype=np.int64)
+    near_image = np.empty((3, width), dtype=np.int64)
+    for d in range(3):
+        span = 2 * reach[d] + 1
+        for o in range(n_bins[d]):
+            for k in range(span):
+                b = o + k - reach[d]
+                image = 0
+                if pbc[d]:
+                    image = b // n_bins[d]
+                    b -= image * n_bins[d]
+                elif b < 0 or b >= n_bins[d]:
+                    b = -1
+                near_bin[d, o * span + k] = b
+                near_image[d, o * span + k] = image
+
     # Counting sort into bins; stable, so atoms ascend within a bin.
     bin_of = np.empty((n_atoms, 3), dtype=np.int64)
     bin_start = np.zeros(n_bins[0] * n_bins[1] * n_bins[2] + 1, dtype=np.int64)
@@ -196,15 +221,15 @@ def _bins(matrix, inverse, pbc, wrapped, fractional, cutoff):
         bin_start[b + 1] += bin_start[b]
     fill = bin_start[:-1].copy()
     bin_atoms = np.empty(n_atoms, dtype=np.int64)
-    bin_wrapped = np.empty((n_atoms, 3))
+    bin_wrapped = np.empty((3, n_atoms))
     for i in range(n_atoms):
         b = (bin_of[i, 0] * n_bins[1] + bin_of[i, 1]) * n_bins[2] + bin_of[i, 2]
         slot = fill[b]
         fill[b] += 1
         bin_atoms[slot] = i
         for c in range(3):
-            bin_wrapped[slot, c] = wrapped[i, c]
-    return n_bins, reach, bin_of, bin_start, bin_atoms, bin_wrapped
+            bin_wrapped[c, slot] = wrapped[i, c]
+    return n_bins, reach, bin_of, bin_start, bin_atoms, bin_wrapped, near_bin, near_image
 
 
 @numba.njit(cache=True)
@@ -212,8 +237,7 @@ def _prepare(positions, cell, pbc, cutoff):
     """The box, the wrapped atoms and the bins, as the tuple the pair search takes."""
     matrix, inverse, origin = make_box(positions, cell, pbc, cutoff)
     wrapped, offset, fractional = _wrap(positions, matrix, inverse, origin, pbc)
-    n_bins, reach, bin_of, bin_start, bin_atoms, bin_wrapped = _bins(matrix, inverse, pbc, wrapped, fractional, cutoff)
-    return matrix, wrapped, offset, n_bins, reach, bin_of, bin_start, bin_atoms, bin_wrapped
+    return (matrix, wrapped, offset) + _bins(matrix, inverse, pbc, wrapped, fractional, cutoff)
 
 
 @numba.njit(cache=True)
@@ -223,60 +247,74 @@ def _pair_vector(positions, cell, i, j, s0, s1, s2, c):
 
 
 @numba.njit(cache=True)
-def _atom_pairs(i, positions, cell, pbc, cutoff2, grid, write, first, pairs, shifts, vectors):
+def _atom_pairs(i, positions, cell, cutoff2, grid, write, first, pairs, shifts, vectors):
     """Pairs (i, j >= i) of atom i closer than sqrt(cutoff2), written from row `first` when
-    `write`; returns how many, so one function serves the counting and the filling pass.
-    Scalars rather than small arrays: no allocation per atom."""
-    matrix, wrapped, offset, n_bins, reach, bin_of, bin_start, bin_atoms, bin_wrapped = grid
+    `write`; returns how many, so one function serves the counting and the filling pass
+    (which counts without a branch on the distance). No allocation per atom."""
+    matrix, wrapped, offset, n_bins, reach, bin_of, bin_start, bin_atoms, bin_wrapped, near_bin, near_image = grid
+    span0 = 2 * reach[0] + 1
+    span1 = 2 * reach[1] + 1
+    span2 = 2 * reach[2] + 1
+    row0 = bin_of[i, 0] * span0
+    row1 = bin_of[i, 1] * span1
+    row2 = bin_of[i, 2] * span2
+    xi = wrapped[i, 0]
+    yi = wrapped[i, 1]
+    zi = wrapped[i, 2]
     count = 0
-    for dx in range(-reach[0], reach[0] + 1):
-        for dy in range(-reach[1], reach[1] + 1):
-            for dz in range(-reach[2], reach[2] + 1):
-                b0 = bin_of[i, 0] + dx
-                b1 = bin_of[i, 1] + dy
-                b2 = bin_of[i, 2] + dz
-                if (
-                    (not pbc[0] and (b0 < 0 or b0 >= n_bins[0]))
-                    or (not pbc[1] and (b1 < 0 or b1 >= n_bins[1]))
-                    or (not pbc[2] and (b2 < 0 or b2 >= n_bins[2]))
-                ):
+    for kx in range(span0):
+        b0 = near_bin[0, row0 + kx]
+        if b0 < 0:
+            continue
+        m0 = near_image[0, row0 + kx]
+        for ky in range(span1):
+            b1 = near_bin[1, row1 + ky]
+            if b1 < 0:
+                continue
+            m1 = near_image[1, row1 + ky]
+            for kz in range(span2):
+                b2 = near_bin[2, row2 + kz]
+                if b2 < 0:
                     continue
-                # Periodic directions: the bin's image number (floor division) and its home bin.
-                m0 = b0 // n_bins[0]
-                m1 = b1 // n_bins[1]
-                m2 = b2 // n_bins[2]
-                b0 -= m0 * n_bins[0]
-                b1 -= m1 * n_bins[1]
-                b2 -= m2 * n_bins[2]
+                m2 = near_image[2, row2 + kz]
                 t0 = m0 * matrix[0, 0] + m1 * matrix[1, 0] + m2 * matrix[2, 0]
                 t1 = m0 * matrix[0, 1] + m1 * matrix[1, 1] + m2 * matrix[2, 1]
                 t2 = m0 * matrix[0, 2] + m1 * matrix[1, 2] + m2 * matrix[2, 2]
-                positive_image = m0 > 0 or (m0 == 0 and (m1 > 0 or (m1 == 0 and m2 > 0)))
                 bin_ = (b0 * n_bins[1] + b1) * n_bins[2] + b2
                 lo = bin_start[bin_]
                 hi = bin_start[bin_ + 1]
-                # Half list: skip the partners below i without reading their positions.
-                for k in range(lo + np.searchsorted(bin_atoms[lo:hi], i), hi):
-                    j = bin_atoms[k]
-                    if j == i and not positive_image:
-                        continue
-                    v0 = bin_wrapped[k, 0] + t0 - wrapped[i, 0]
-                    v1 = bin_wrapped[k, 1] + t1 - wrapped[i, 1]
-                    v2 = bin_wrapped[k, 2] + t2 - wrapped[i, 2]
+                # Half list: partners below i are skipped without reading their positions,
+                # and i itself (first if present) unless seen through a positive image.
+                while lo < hi and bin_atoms[lo] < i:
+                    lo += 1
+                positive_image = m0 > 0 or (m0 == 0 and (m1 > 0 or (m1 == 0 and m2 > 0)))
+                if lo < hi and bin_atoms[lo] == i and not positive_image:
+                    lo += 1
+                if not write:
+                    for k in range(lo, hi):
+                        v0 = bin_wrapped[0, k] + t0 - xi
+                        v1 = bin_wrapped[1, k] + t1 - yi
+                        v2 = bin_wrapped[2, k] + t2 - zi
+                        count += v0 * v0 + v1 * v1 + v2 * v2 < cutoff2
+                    continue
+                for k in range(lo, hi):
+                    v0 = bin_wrapped[0, k] + t0 - xi
+                    v1 = bin_wrapped[1, k] + t1 - yi
+                    v2 = bin_wrapped[2, k] + t2 - zi
                     if v0 * v0 + v1 * v1 + v2 * v2 >= cutoff2:
                         continue
-                    if write:
-                        row = first + count
-                        s0 = np.int32(m0) - offset[j, 0] + offset[i, 0]
-                        s1 = np.int32(m1) - offset[j, 1] + offset[i, 1]
-                        s2 = np.int32(m2) - offset[j, 2] + offset[i, 2]
-                        pairs[row, 0] = i
-                        pairs[row, 1] = j
-                        shifts[row, 0] = s0
-                        shifts[row, 1] = s1
-                        shifts[row, 2] = s2
-                        for c in range(3):
-                            vectors[row, c] = _pair_vector(positions, cell, i, j, s0, s1, s2, c)
+                    j = bin_atoms[k]
+                    row = first + count
+                    s0 = np.int32(m0) - offset[j, 0] + offset[i, 0]
+                    s1 = np.int32(m1) - offset[j, 1] + offset[i, 1]
+                    s2 = np.int32(m2) - offset[j, 2] + offset[i, 2]
+                    pairs[row, 0] = i
+                    pairs[row, 1] = j
+                    shifts[row, 0] = s0
+                    shifts[row, 1] = s1
+                    shifts[row, 2] = s2
+                    for c in range(3):
+                        vectors[row, c] = _pair_vector(positions, cell, i, j, s0, s1, s2, c)
                     count += 1
     return count
 
@@ -315,11 +353,11 @@ def neighbor_list(positions, cell, pbc, cutoff):
     # int64(i): prange indices are uint64 in the parallel body but int64 when this function
     # is typed, and each would compile its own copy of _atom_pairs.
     for i in numba.prange(n_atoms):
-        counts[i] = _atom_pairs(np.int64(i), positions, cell, pbc, cutoff2, grid, False, 0, pairs, shifts, vectors)
+        counts[i] = _atom_pairs(np.int64(i), positions, cell, cutoff2, grid, False, 0, pairs, shifts, vectors)
     starts = _exclusive_sum(counts)
     pairs, shifts, vectors = _allocate(starts[-1])
     for i in numba.prange(n_atoms):
-        _atom_pairs(np.int64(i), positions, cell, pbc, cutoff2, grid, True, starts[i], pairs, shifts, vectors)
+        _atom_pairs(np.int64(i), positions, cell, cutoff2, grid, True, starts[i], pairs, shifts, vectors)
     return pairs, shifts, vectors
 
 
