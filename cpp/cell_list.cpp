@@ -5,7 +5,10 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 #include "parallel.hpp"
 
@@ -36,6 +39,18 @@ Mat3 inverse(const Mat3& m) {
     }
     return inv;
 }
+
+// The one distance test of both passes (NaN is outside): the filling pass must find exactly
+// the pairs the counting pass counted.
+inline bool within(const double* v, double cutoff2) { return v[0] * v[0] + v[1] * v[1] + v[2] * v[2] < cutoff2; }
+
+// Raised if a filling pass ever found other pairs than its counting pass (it never writes
+// outside its rows even so): a compiler evaluating the test differently in the two loops.
+constexpr const char* MISCOUNTED = "neighbour list: the filling pass found other pairs than the counting pass";
+
+// Periodic images searched on each side at most: beyond it the search would take forever
+// (lattice planes 0.1 Angstrom apart for a 5 Angstrom cutoff already mean 129^3 bins per atom).
+constexpr int64_t MAX_REACH = 64;
 
 // Fewer atoms per thread than this: thread start-up costs more than the search.
 constexpr int64_t MIN_ATOMS_PER_THREAD = 64;
@@ -191,8 +206,15 @@ Bins make_bins(const Box& box, const WrappedAtoms& atoms, int64_t n_atoms, doubl
         bins.count[d] = (bins.count[d] + 1) / 2;
     }
     for (int d = 0; d < 3; ++d) {
-        bins.reach[d] = static_cast<int64_t>(std::ceil(cutoff * bins.count[d] / spacing[d]));
-        if (!box.periodic[d]) bins.reach[d] = std::min(bins.reach[d], bins.count[d] - 1);
+        const double reach = std::ceil(cutoff * bins.count[d] / spacing[d]);
+        if (box.periodic[d] && !(reach <= MAX_REACH)) {  // NaN too: a singular cell
+            throw std::invalid_argument(
+                "cell: the periodic rows must be linearly independent, with lattice planes at least cutoff / " +
+                std::to_string(MAX_REACH) + " apart");
+        }
+        bins.reach[d] = box.periodic[d] ? static_cast<int64_t>(reach)
+                                        : std::min<int64_t>(static_cast<int64_t>(std::min(reach, 1e18)),
+                                                            bins.count[d] - 1);
     }
 
     for (int d = 0; d < 3; ++d) {
@@ -286,9 +308,9 @@ void for_each_neighbor_bin(const Box& box, const Bins& bins, int64_t i, Visit&& 
 
 // Whether the atom in `slot` is within the cutoff of wrapped position ri once translated.
 inline bool is_partner(const Bins& bins, const double* ri, double cutoff2, int64_t slot, const Vec3& translation) {
-    Vec3 v;
+    double v[3];
     for (int c = 0; c < 3; ++c) v[c] = bins.wrapped[c][slot] + translation[c] - ri[c];
-    return dot(v, v) < cutoff2;
+    return within(v, cutoff2);
 }
 
 // Partners of atom i (the counting pass): no branch on the distance, so the loop runs
@@ -366,10 +388,17 @@ PairList cell_list_pairs(const double* positions, int64_t n_atoms, const double*
     int32_t* shifts = list.shifts.data();
     double* vectors = with_vectors ? list.vectors.data() : nullptr;
     const int32_t* offset = atoms.offset.data();
+    std::atomic<bool> miscounted{false};
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 64)
     for (int64_t i = 0; i < n_atoms; ++i) {
         int64_t row = first[i];
-        for_each_partner(box, bins, &atoms.wrapped[3 * i], cutoff2, i, [&](int64_t j, const std::array<int64_t, 3>& image) {
+        const int64_t end = first[i + 1];
+        const double* ri = &atoms.wrapped[3 * i];
+        for_each_partner(box, bins, ri, cutoff2, i, [&](int64_t j, const std::array<int64_t, 3>& image) {
+            if (row == end) {  // never past atom i's block, whatever happens
+                miscounted.store(true, std::memory_order_relaxed);
+                return;
+            }
             int32_t* shift = shifts + 3 * row;
             for (int d = 0; d < 3; ++d) {
                 shift[d] = static_cast<int32_t>(image[d]) - offset[3 * j + d] + offset[3 * i + d];
@@ -379,7 +408,9 @@ PairList cell_list_pairs(const double* positions, int64_t n_atoms, const double*
             if (vectors) pair_vector(positions, cell, i, j, shift, vectors + 3 * row);
             ++row;
         });
+        if (row != end) miscounted.store(true, std::memory_order_relaxed);
     }
+    if (miscounted) throw std::runtime_error(MISCOUNTED);
     return list;
 }
 
@@ -400,26 +431,34 @@ PairList pairs_within(const PairList& list, const double* positions, const doubl
         for (int64_t p = chunk * FILTER_CHUNK; p < end; ++p) {
             double v[3];
             pair_vector(positions, cell, pairs[2 * p], pairs[2 * p + 1], shifts + 3 * p, v);
-            n += v[0] * v[0] + v[1] * v[1] + v[2] * v[2] < cutoff2;
+            n += within(v, cutoff2);
         }
         first[chunk + 1] = n;
     }
-    PairList out = allocate_pairs(n_chunks > 0 ? prefix_sum(first) : 0, true, pool);
+    PairList out = allocate_pairs(prefix_sum(first), true, pool);
 
+    std::atomic<bool> miscounted{false};
 #pragma omp parallel for num_threads(n_threads) schedule(static)
     for (int64_t chunk = 0; chunk < n_chunks; ++chunk) {
         int64_t row = first[chunk];
+        const int64_t block_end = first[chunk + 1];
         const int64_t end = std::min(list.size, (chunk + 1) * FILTER_CHUNK);
         for (int64_t p = chunk * FILTER_CHUNK; p < end; ++p) {
             double v[3];
             pair_vector(positions, cell, pairs[2 * p], pairs[2 * p + 1], shifts + 3 * p, v);
-            if (v[0] * v[0] + v[1] * v[1] + v[2] * v[2] >= cutoff2) continue;
+            if (!within(v, cutoff2)) continue;
+            if (row == block_end) {
+                miscounted.store(true, std::memory_order_relaxed);
+                break;
+            }
             for (int k = 0; k < 2; ++k) out.pairs[2 * row + k] = pairs[2 * p + k];
             for (int k = 0; k < 3; ++k) out.shifts[3 * row + k] = shifts[3 * p + k];
             for (int k = 0; k < 3; ++k) out.vectors[3 * row + k] = v[k];
             ++row;
         }
+        if (row != block_end) miscounted.store(true, std::memory_order_relaxed);
     }
+    if (miscounted) throw std::runtime_error(MISCOUNTED);
     return out;
 }
 

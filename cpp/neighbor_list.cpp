@@ -43,6 +43,13 @@ bool NeighborList::still_valid(const Kept& kept, const double* positions, int64_
 }
 
 PairList NeighborList::compute(const double* positions, int64_t n_atoms, const double* cell, const bool* pbc) {
+    for (int64_t k = 0; k < 3 * n_atoms; ++k) {
+        if (!std::isfinite(positions[k])) throw std::invalid_argument("positions contain NaN or infinite values");
+    }
+    // Rows of open directions too: their zero shifts multiply them into the vectors.
+    for (int k = 0; k < 9; ++k) {
+        if (!std::isfinite(cell[k])) throw std::invalid_argument("cell contains NaN or infinite values");
+    }
     // The cell list's big temporaries come from the pool too.
     ScratchScope scope(pool_.get());
     if (skin_ == 0) {

@@ -253,18 +253,39 @@ def test_bad_cutoff_or_skin_raise(backend, args, name):
         kernels(backend).NeighborList(*args)
 
 
-def test_bad_shapes_raise(backend):
-    nl = kernels(backend).NeighborList(CUTOFF)
-    pos = np.zeros((4, 3))
+@pytest.mark.parametrize("skin", [0.0, 1.0])
+def test_bad_inputs_raise(backend, skin):
+    """Wrong shapes, non-finite values and cells the search cannot handle: a ValueError naming
+    the argument, never a crash, a hang or NaN vectors."""
+    nl = kernels(backend).NeighborList(CUTOFF, skin)
+    pos = np.random.default_rng(14).uniform(0, 5, (10, 3))
+    nan_pos = pos.copy()
+    nan_pos[3, 1] = np.nan
+    inf_pos = pos.copy()
+    inf_pos[0, 0] = -np.inf
+    nan_open_row = np.diag([10.0, 10.0, 10.0])
+    nan_open_row[2, 0] = np.nan  # in the row of a non-periodic direction
+    xy = np.array([True, True, False])
     for name, call in [
         ("positions", lambda: nl.compute(np.zeros((4, 2)), NO_CELL, NO_PBC)),
         ("positions", lambda: nl.compute(np.zeros(3), NO_CELL, NO_PBC)),
         ("cell", lambda: nl.compute(pos, np.eye(2), NO_PBC)),
         ("pbc", lambda: nl.compute(pos, NO_CELL, np.ones(2, bool))),
         ("pbc", lambda: nl.compute(pos, NO_CELL, np.True_)),
+        ("positions", lambda: nl.compute(nan_pos, np.eye(3) * 10, ALL_PBC)),
+        ("positions", lambda: nl.compute(inf_pos, NO_CELL, NO_PBC)),
+        ("cell", lambda: nl.compute(pos, nan_open_row, xy)),
+        ("cell", lambda: nl.compute(pos, np.diag([10.0, 10.0, np.inf]), ALL_PBC)),
+        ("cell", lambda: nl.compute(pos, NO_CELL, ALL_PBC)),  # periodic but no cell
+        ("cell", lambda: nl.compute(pos, np.array([[10.0, 0, 0], [10, 0, 0], [0, 0, 10]]), xy)),  # dependent rows
+        ("cell", lambda: nl.compute(pos, np.diag([10.0, 0.0, 10.0]), np.array([False, True, False]))),
+        ("cell", lambda: nl.compute(pos, np.diag([10.0, 10.0, 0.05]), ALL_PBC)),  # 105 images each way
     ]:
         with pytest.raises(ValueError, match=name):
             call()
+    # the object still works afterwards
+    fresh = kernels(backend).NeighborList(CUTOFF).compute(pos, NO_CELL, NO_PBC)
+    assert_same_set(nl.compute(pos, NO_CELL, NO_PBC), fresh)
 
 
 @pytest.mark.parametrize("skin", [0.0, 1.0])

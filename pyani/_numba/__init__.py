@@ -205,6 +205,10 @@ class NeighborList:
             raise ValueError(f"cell should have shape (3, 3), not {cell.shape}")
         if pbc.shape != (3,):
             raise ValueError(f"pbc should have shape (3,), not {pbc.shape}")
+        if not np.isfinite(positions).all():
+            raise ValueError("positions should be finite numbers of Angstrom (found NaN or infinity)")
+        if not np.isfinite(cell).all():  # open rows too: zero shifts multiply them into the vectors
+            raise ValueError("cell should hold finite numbers of Angstrom (found NaN or infinity)")
         n_atoms = positions.shape[0]
         threads = _threads(self._n_threads, n_atoms, _MIN_ATOMS_PER_THREAD_NEIGHBORS)
         if self._skin == 0:

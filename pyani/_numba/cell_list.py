@@ -22,6 +22,10 @@ import numpy as np
 #   o + k - reach[d] seen from bin o at [d, o * (2 reach[d] + 1) + k], wrapped when periodic
 #   (near_image the image number it was wrapped from), -1 outside an open direction.
 
+# Periodic images searched on each side at most: more would take forever (planes 0.1 Angstrom
+# apart for a 5 Angstrom cutoff already mean 129^3 bins per atom).
+MAX_REACH = 64
+SINGULAR_CELL = "cell: periodic rows dependent, or lattice planes closer than cutoff / 64"
 # Pairs per task when filtering a kept list: fixed, so the result is the thread count's no matter.
 FILTER_CHUNK = 4096
 
@@ -43,6 +47,8 @@ def _dot(a, b):
 @numba.njit(cache=True)
 def _normalized(a):
     n = math.sqrt(_dot(a, a))
+    if n == 0:  # a cross product of dependent periodic rows (Numba would raise ZeroDivisionError)
+        raise ValueError(SINGULAR_CELL)
     out = np.empty(3)
     for c in range(3):
         out[c] = a[c] / n
@@ -56,6 +62,8 @@ def _inverse(m):
     c1 = _cross(m[2], m[0])
     c2 = _cross(m[0], m[1])
     det = _dot(m[0], c0)
+    if det == 0:
+        raise ValueError(SINGULAR_CELL)
     inv = np.empty((3, 3))
     for r in range(3):
         inv[r, 0] = c0[r] / det
@@ -184,9 +192,10 @@ def _bins(matrix, inverse, pbc, wrapped, fractional, cutoff):
                 d = k
         n_bins[d] = (n_bins[d] + 1) // 2
     for d in range(3):
-        reach[d] = np.int64(math.ceil(cutoff * n_bins[d] / spacing[d]))
-        if not pbc[d]:
-            reach[d] = min(reach[d], n_bins[d] - 1)
+        r = math.ceil(cutoff * n_bins[d] / spacing[d]) if spacing[d] > 0 else np.inf
+        if pbc[d] and not r <= MAX_REACH:  # NaN too
+            raise ValueError(SINGULAR_CELL)
+        reach[d] = np.int64(min(r, n_bins[d] - 1)) if not pbc[d] else np.int64(r)
 
     # Per direction, the bins within reach of each bin and their image numbers (tables, so
     # the search does no floor division per visited bin).
@@ -301,7 +310,8 @@ def _atom_pairs(i, positions, cell, cutoff2, grid, write, first, pairs, shifts, 
                     v0 = bin_wrapped[0, k] + t0 - xi
                     v1 = bin_wrapped[1, k] + t1 - yi
                     v2 = bin_wrapped[2, k] + t2 - zi
-                    if v0 * v0 + v1 * v1 + v2 * v2 >= cutoff2:
+                    # The counting test exactly (NaN is outside): rows must match the counts.
+                    if not v0 * v0 + v1 * v1 + v2 * v2 < cutoff2:
                         continue
                     j = bin_atoms[k]
                     row = first + count
@@ -390,7 +400,7 @@ def pairs_within(positions, cell, pairs, shifts, cutoff):
             v0 = _pair_vector(positions, cell, i, j, s0, s1, s2, 0)
             v1 = _pair_vector(positions, cell, i, j, s0, s1, s2, 1)
             v2 = _pair_vector(positions, cell, i, j, s0, s1, s2, 2)
-            if v0 * v0 + v1 * v1 + v2 * v2 >= cutoff2:
+            if not v0 * v0 + v1 * v1 + v2 * v2 < cutoff2:  # as counted (NaN is outside)
                 continue
             out_pairs[row, 0] = i
             out_pairs[row, 1] = j
