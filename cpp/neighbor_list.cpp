@@ -53,8 +53,9 @@ PairList NeighborList::compute(const double* positions, int64_t n_atoms, const d
     // The cell list's big temporaries come from the pool too.
     ScratchScope scope(pool_.get());
     if (skin_ == 0) {
-        builds_.fetch_add(1);
-        return cell_list_pairs(positions, n_atoms, cell, pbc, cutoff_, n_threads_, pool_, true);
+        PairList list = cell_list_pairs(positions, n_atoms, cell, pbc, cutoff_, n_threads_, pool_, true);
+        builds_.fetch_add(1);  // after: a build that threw is no build
+        return list;
     }
     std::shared_ptr<const Kept> kept;
     {

@@ -283,6 +283,7 @@ def test_bad_inputs_raise(backend, skin):
     ]:
         with pytest.raises(ValueError, match=name):
             call()
+    assert nl.builds == 0  # failed calls built nothing
     # the object still works afterwards
     fresh = kernels(backend).NeighborList(CUTOFF).compute(pos, NO_CELL, NO_PBC)
     assert_same_set(nl.compute(pos, NO_CELL, NO_PBC), fresh)

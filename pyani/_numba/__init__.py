@@ -212,9 +212,10 @@ class NeighborList:
         n_atoms = positions.shape[0]
         threads = _threads(self._n_threads, n_atoms, _MIN_ATOMS_PER_THREAD_NEIGHBORS)
         if self._skin == 0:
+            out = self._build(positions, cell, pbc, self._cutoff, threads)
             with self._lock:
-                self._builds += 1
-            return self._build(positions, cell, pbc, self._cutoff, threads)
+                self._builds += 1  # after: a build that raised is no build
+            return out
         with self._lock:
             kept = self._kept
         if kept is None or not self._still_valid(kept, positions, cell, pbc):
