@@ -130,16 +130,17 @@ Box make_box(const double* positions, int64_t n_atoms, const double* cell, const
 // Atoms moved into the box along periodic directions. `offset` remembers the lattice
 // translation taken off each atom, so that shifts refer to the caller's positions.
 struct WrappedAtoms {
-    LargeVector<double> wrapped;     // [N, 3] Angstrom
-    LargeVector<int32_t> offset;     // [N, 3]
-    LargeVector<double> fractional;  // [N, 3] box coordinates, in [0, 1) along periodic rows
+    PooledArray<double> wrapped;     // [N, 3] Angstrom
+    PooledArray<int32_t> offset;     // [N, 3]
+    PooledArray<double> fractional;  // [N, 3] box coordinates, in [0, 1) along periodic rows
 };
 
-WrappedAtoms wrap_into_box(const Box& box, const double* positions, int64_t n_atoms, int n_threads) {
+WrappedAtoms wrap_into_box(const Box& box, const double* positions, int64_t n_atoms, int n_threads,
+                           const std::shared_ptr<Scratch>& pool) {
     WrappedAtoms atoms;
-    atoms.wrapped.resize(3 * n_atoms);
-    atoms.offset.resize(3 * n_atoms);
-    atoms.fractional.resize(3 * n_atoms);
+    atoms.wrapped = PooledArray<double>(pool, 3 * n_atoms);
+    atoms.offset = PooledArray<int32_t>(pool, 3 * n_atoms);
+    atoms.fractional = PooledArray<double>(pool, 3 * n_atoms);
 #pragma omp parallel for num_threads(n_threads) schedule(static)
     for (int64_t i = 0; i < n_atoms; ++i) {
         Vec3 r;
@@ -174,22 +175,23 @@ int64_t floor_div(int64_t a, int64_t b) {
 struct Bins {
     std::array<int64_t, 3> count;  // bins along each box row
     std::array<int64_t, 3> reach;  // bins to visit on each side of an atom's own bin
-    LargeVector<int64_t> of_atom;  // [N, 3] bin coordinates of each atom
-    LargeVector<int64_t> start;    // [n_bins + 1] first slot of each bin in `atoms`
-    LargeVector<int64_t> atoms;    // [N] atom indices grouped by bin, ascending within a bin
+    PooledArray<int64_t> of_atom;  // [N, 3] bin coordinates of each atom
+    PooledArray<int64_t> start;    // [n_bins + 1] first slot of each bin in `atoms`
+    PooledArray<int64_t> atoms;    // [N] atom indices grouped by bin, ascending within a bin
     // Wrapped positions in the order of `atoms`, one array per Cartesian component: contiguous
     // per bin, and the distance test over a bin vectorises.
-    std::array<LargeVector<double>, 3> wrapped;
+    std::array<PooledArray<double>, 3> wrapped;
     // Along direction d, the bins within reach of bin o: near_bin[d][o * (2 reach + 1) + k] is
     // bin o + k - reach, wrapped when periodic (then near_image[d][...] is the image number
     // it was wrapped from), -1 when outside an open direction. Tables instead of a floor
     // division per visited bin and direction.
-    std::array<LargeVector<int64_t>, 3> near_bin, near_image;
+    std::array<PooledArray<int64_t>, 3> near_bin, near_image;
 
     int64_t index(int64_t b0, int64_t b1, int64_t b2) const { return (b0 * count[1] + b1) * count[2] + b2; }
 };
 
-Bins make_bins(const Box& box, const WrappedAtoms& atoms, int64_t n_atoms, double cutoff) {
+Bins make_bins(const Box& box, const WrappedAtoms& atoms, int64_t n_atoms, double cutoff,
+               const std::shared_ptr<Scratch>& pool) {
     Bins bins;
     // Bins at least `cutoff` wide (distance between lattice planes), capped in number
     // so that far-apart fragments cannot ask for more bins than there are atoms.
@@ -219,8 +221,8 @@ Bins make_bins(const Box& box, const WrappedAtoms& atoms, int64_t n_atoms, doubl
 
     for (int d = 0; d < 3; ++d) {
         const int64_t width = 2 * bins.reach[d] + 1;
-        bins.near_bin[d].resize(bins.count[d] * width);
-        bins.near_image[d].resize(bins.count[d] * width);
+        bins.near_bin[d] = PooledArray<int64_t>(pool, bins.count[d] * width);
+        bins.near_image[d] = PooledArray<int64_t>(pool, bins.count[d] * width);
         for (int64_t o = 0; o < bins.count[d]; ++o) {
             for (int64_t k = 0; k < width; ++k) {
                 int64_t b = o + k - bins.reach[d];
@@ -239,8 +241,9 @@ Bins make_bins(const Box& box, const WrappedAtoms& atoms, int64_t n_atoms, doubl
 
     // Counting sort of atoms into bins; stable, so atoms ascend within each bin.
     const int64_t n_bins = bins.count[0] * bins.count[1] * bins.count[2];
-    bins.of_atom.resize(3 * n_atoms);
-    bins.start.assign(n_bins + 1, 0);
+    bins.of_atom = PooledArray<int64_t>(pool, 3 * n_atoms);
+    bins.start = PooledArray<int64_t>(pool, n_bins + 1);
+    std::fill(bins.start.data(), bins.start.data() + n_bins + 1, 0);
     for (int64_t i = 0; i < n_atoms; ++i) {
         int64_t* b = &bins.of_atom[3 * i];
         for (int d = 0; d < 3; ++d) {
@@ -250,9 +253,10 @@ Bins make_bins(const Box& box, const WrappedAtoms& atoms, int64_t n_atoms, doubl
         bins.start[bins.index(b[0], b[1], b[2]) + 1] += 1;
     }
     for (int64_t b = 0; b < n_bins; ++b) bins.start[b + 1] += bins.start[b];
-    bins.atoms.resize(n_atoms);
-    for (auto& w : bins.wrapped) w.resize(n_atoms);
-    LargeVector<int64_t> fill(bins.start.begin(), bins.start.end() - 1);
+    bins.atoms = PooledArray<int64_t>(pool, n_atoms);
+    for (auto& w : bins.wrapped) w = PooledArray<double>(pool, n_atoms);
+    PooledArray<int64_t> fill(pool, n_bins);
+    std::copy(bins.start.data(), bins.start.data() + n_bins, fill.data());
     for (int64_t i = 0; i < n_atoms; ++i) {
         const int64_t* b = &bins.of_atom[3 * i];
         const int64_t slot = fill[bins.index(b[0], b[1], b[2])]++;
@@ -356,10 +360,10 @@ PairList allocate_pairs(int64_t n_pairs, bool with_vectors, const std::shared_pt
 }
 
 // Exclusive prefix sum in place: counts[k + 1] (items of task k) -> counts[k] = first row of task k.
-int64_t prefix_sum(LargeVector<int64_t>& counts) {
+int64_t prefix_sum(PooledArray<int64_t>& counts) {
     counts[0] = 0;
     for (size_t k = 1; k < counts.size(); ++k) counts[k] += counts[k - 1];
-    return counts.back();
+    return counts[counts.size() - 1];
 }
 
 }  // namespace
@@ -370,14 +374,14 @@ PairList cell_list_pairs(const double* positions, int64_t n_atoms, const double*
     n_threads = threads_for(n_threads, n_atoms, MIN_ATOMS_PER_THREAD);
 
     const Box box = make_box(positions, n_atoms, cell, pbc, cutoff);
-    const WrappedAtoms atoms = wrap_into_box(box, positions, n_atoms, n_threads);
-    const Bins bins = make_bins(box, atoms, n_atoms, cutoff);
+    const WrappedAtoms atoms = wrap_into_box(box, positions, n_atoms, n_threads, pool);
+    const Bins bins = make_bins(box, atoms, n_atoms, cutoff, pool);
     const double cutoff2 = cutoff * cutoff;
 
     // Counting pass: first[i + 1] = pairs of atom i; after the prefix sum, first[i] is the
     // first output row of atom i. Atoms own disjoint blocks of rows in index order, so any
     // schedule gives the same output; dynamic evens out uneven densities.
-    LargeVector<int64_t> first(n_atoms + 1);
+    PooledArray<int64_t> first(pool, n_atoms + 1);
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 64)
     for (int64_t i = 0; i < n_atoms; ++i) {
         first[i + 1] = count_partners(box, bins, &atoms.wrapped[3 * i], cutoff2, i);
@@ -423,7 +427,7 @@ PairList pairs_within(const PairList& list, const double* positions, const doubl
     const int32_t* shifts = list.shifts.data();
 
     // Both passes recompute the vectors: cheaper than a mask as big as the list.
-    LargeVector<int64_t> first(n_chunks + 1);
+    PooledArray<int64_t> first(pool, n_chunks + 1);
 #pragma omp parallel for num_threads(n_threads) schedule(static)
     for (int64_t chunk = 0; chunk < n_chunks; ++chunk) {
         int64_t n = 0;

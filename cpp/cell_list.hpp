@@ -24,9 +24,9 @@ struct PairList {
 // rows = lattice vectors (rows of non-periodic directions are ignored) and periodicity pbc [3].
 // The order is atom i ascending, then the cell list's visiting order; it does not depend on
 // the thread count. The output arrays are sized exactly (a counting pass, then a filling
-// pass) and big ones come from `pool` (may be null). Big temporaries come from the active
-// ScratchScope's pool. The caller guarantees finite positions, cutoff > 0 and linearly
-// independent periodic rows.
+// pass); they and the temporaries come from `pool` when not small (pool may be null). The
+// caller guarantees finite positions and cell, and cutoff > 0; periodic rows that are
+// dependent or closer than cutoff / 64 raise std::invalid_argument.
 PairList cell_list_pairs(const double* positions, int64_t n_atoms, const double* cell, const bool* pbc,
                          double cutoff, int n_threads, const std::shared_ptr<Scratch>& pool, bool with_vectors);
 

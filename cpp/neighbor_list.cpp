@@ -50,8 +50,6 @@ PairList NeighborList::compute(const double* positions, int64_t n_atoms, const d
     for (int k = 0; k < 9; ++k) {
         if (!std::isfinite(cell[k])) throw std::invalid_argument("cell contains NaN or infinite values");
     }
-    // The cell list's big temporaries come from the pool too.
-    ScratchScope scope(pool_.get());
     if (skin_ == 0) {
         PairList list = cell_list_pairs(positions, n_atoms, cell, pbc, cutoff_, n_threads_, pool_, true);
         builds_.fetch_add(1);  // after: a build that threw is no build

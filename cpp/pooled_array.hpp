@@ -12,15 +12,20 @@
 
 namespace pyani {
 
-// n uninitialised objects of trivial type T. Blocks of 2 MB or more come from `pool` (when
-// given) and go back to it; smaller ones are plain malloc, not worth pooling. Move-only.
+// Smaller blocks are plain malloc: the allocator recycles those without page faults.
+constexpr size_t POOLED_MIN_BYTES = size_t(64) << 10;
+
+// n uninitialised objects of trivial type T. Blocks of POOLED_MIN_BYTES or more come from
+// `pool` (when given) and go back to it: from that size on, malloc hands out fresh pages
+// (mmap) and unmaps them on free, so a 1536-atom list faulted in its 2.4 MB on every call.
+// Move-only.
 template <typename T>
 class PooledArray {
 public:
     PooledArray() = default;
     PooledArray(std::shared_ptr<Scratch> pool, size_t n) : size_(n) {
         const size_t bytes = n * sizeof(T);
-        if (bytes >= HUGE_PAGE && pool) {
+        if (bytes >= POOLED_MIN_BYTES && pool) {
             data_ = static_cast<T*>(pool->take(bytes));
             pool_ = std::move(pool);  // kept alive by this array: NumPy may free it after the pool's owner
         } else {
