@@ -332,8 +332,18 @@ template <class Found>
 void for_each_partner(const Box& box, const Bins& bins, const double* ri, double cutoff2, int64_t i,
                       Found&& found) {
     for_each_neighbor_bin(box, bins, i, [&](int64_t first, int64_t last, const Vec3& t, const auto& image) {
-        for (int64_t slot = first; slot < last; ++slot) {
-            if (is_partner(bins, ri, cutoff2, slot, t)) found(bins.atoms[slot], image);
+        // Partners are collected without a branch, then handed over: a branch on the distance
+        // would be mispredicted for a good part of the candidates.
+        constexpr int64_t BATCH = 64;
+        int64_t hits[BATCH];
+        for (int64_t from = first; from < last; from += BATCH) {
+            const int64_t to = std::min(last, from + BATCH);
+            int64_t n = 0;
+            for (int64_t slot = from; slot < to; ++slot) {
+                hits[n] = slot;
+                n += is_partner(bins, ri, cutoff2, slot, t);
+            }
+            for (int64_t k = 0; k < n; ++k) found(bins.atoms[hits[k]], image);
         }
     });
 }
