@@ -1,6 +1,6 @@
 // The cell list in four parts: the box (and wrapping atoms into it), the bins, the pair
 // search around one atom, and the output (count every atom's pairs, then fill each atom's
-// block of rows, so the arrays are sized exactly and the order is the thread count's no matter).
+// block of rows, so the arrays are sized exactly and the order does not depend on the thread count).
 #include "cell_list.hpp"
 
 #include <algorithm>
@@ -54,7 +54,7 @@ constexpr int64_t MAX_REACH = 64;
 
 // Fewer atoms per thread than this: thread start-up costs more than the search.
 constexpr int64_t MIN_ATOMS_PER_THREAD = 64;
-// Pairs per task when filtering a kept list (fixed, so the result is the thread count's no matter).
+// Pairs per task when filtering a kept list (fixed, so the result does not depend on the thread count).
 constexpr int64_t FILTER_CHUNK = 4096;
 
 int threads_for(int n_threads, int64_t n_items, int64_t min_per_thread) {

@@ -26,7 +26,7 @@ import numpy as np
 # apart for a 5 Angstrom cutoff already mean 129^3 bins per atom).
 MAX_REACH = 64
 SINGULAR_CELL = "cell: periodic rows dependent, or lattice planes closer than cutoff / 64"
-# Pairs per task when filtering a kept list: fixed, so the result is the thread count's no matter.
+# Pairs per task when filtering a kept list: fixed, so the result does not depend on the thread count.
 FILTER_CHUNK = 4096
 
 
