@@ -122,7 +122,8 @@ def profile(model, numbers, positions, cell):
     k = model._kernels
     structures, species, pairs, vectors, rows, pbc, box = _system(model, numbers, positions, cell)
     n = len(species)
-    nl = lambda: [k.NeighborList(model.cutoff, 0.0, model._n_threads).compute(x, box, pbc) for x in structures]  # noqa: E731
+    neighbors = k.NeighborList(model.cutoff, 0.0, model._n_threads)  # one object: its pool is reused
+    nl = lambda: [neighbors.compute(x, box, pbc) for x in structures]  # noqa: E731
     counts = np.bincount(species, minlength=len(model.elements))
     session, columns = model._session_for(counts)
     aev = lambda: k.aev(model._params, species, pairs, vectors, rows, n, model._n_threads, columns)  # noqa: E731
