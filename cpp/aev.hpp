@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "large_buffer.hpp"
+#include "pooled_array.hpp"
 
 namespace pyani {
 

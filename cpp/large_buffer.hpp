@@ -8,8 +8,8 @@
 // host may have to back it: up to 2 s of system time per GB here), so a model also keeps a
 // Scratch pool whose blocks the next call reuses. Two ways in: inside a ScratchScope, big
 // buffers of one call (LargeVector, LargeArray) come from the scope's pool and go back to it
-// before the scope ends; PooledArray blocks (take_pooled: the AEV pass's index, the arrays
-// handed to NumPy) go back to their pool whenever and wherever they are freed.
+// before the scope ends; PooledArray blocks (pooled_array.hpp: the AEV pass's index, the
+// arrays handed to NumPy) go back to their pool whenever and wherever they are freed.
 #pragma once
 
 #include <cstddef>
@@ -162,28 +162,6 @@ using LargeArray = std::unique_ptr<T[], ReleaseLarge>;
 template <typename T>
 LargeArray<T> make_large_array(size_t n) {
     return LargeArray<T>(allocate_large<T>(n));
-}
-
-// Memory that outlives one call (kept from a forward to a backward pass, or handed to NumPy)
-// goes back to the pool it came from when freed, on whatever thread frees it and outside any
-// ScratchScope: the deleter holds the pool, which lives as long as its last block.
-struct ReturnToPool {
-    std::shared_ptr<Scratch> pool;
-    void operator()(void* p) const {
-        if (p && !(pool && pool->give(p))) std::free(p);
-    }
-};
-
-template <typename T>
-using PooledArray = std::unique_ptr<T[], ReturnToPool>;
-
-// An uninitialised array of n objects of T (trivial types only): from `pool` when 2 MB or
-// more, else from the heap. Throws std::bad_alloc.
-template <typename T>
-PooledArray<T> take_pooled(const std::shared_ptr<Scratch>& pool, size_t n) {
-    const size_t bytes = n * sizeof(T);
-    void* p = pool && bytes >= HUGE_PAGE ? pool->take(bytes) : allocate_block(bytes);
-    return PooledArray<T>(static_cast<T*>(p), ReturnToPool{pool});
 }
 
 }  // namespace pyani

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ._core import AEVComputer, AEVPass, neighbor_list
+from ._core import AEVComputer, AEVPass, NeighborList
 
-__all__ = ["AEVComputer", "AEVPass", "neighbor_list"]
+__all__ = ["AEVComputer", "AEVPass", "NeighborList"]

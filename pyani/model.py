@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _backend, _hessian, _kernel_shim, _model_files, _precision, _result, _runtime, _system, _validate
+from . import _backend, _hessian, _model_files, _precision, _result, _runtime, _system, _validate
 from ._networks import Networks
 from ._result import Result
 
@@ -105,11 +105,10 @@ class Model:
         }
         self._model = model
 
-        NeighborList, AEVComputer = _kernel_shim.objects(kernels)
-        self.neighbors = NeighborList(self.cutoff, skin, n_threads)
+        self.neighbors = kernels.NeighborList(self.cutoff, skin, n_threads)
         """Neighbour list of single structures (keeps its Verlet list when skin > 0)."""
-        self._batch_neighbors = NeighborList(self.cutoff, 0.0, n_threads)
-        self.aev_computer = AEVComputer(aev, len(self.elements), n_threads)
+        self._batch_neighbors = kernels.NeighborList(self.cutoff, 0.0, n_threads)
+        self.aev_computer = kernels.AEVComputer(aev, len(self.elements), n_threads)
         """AEV forward and backward kernels; keeps their big buffers for the next call."""
         self.networks = Networks(graph, session, metadata, used_device, n_threads, source, self.dtype)
         """ONNX Runtime sessions of the networks."""

@@ -22,7 +22,7 @@ def pairs_of(backend, model, positions, cell=None, pbc=None):
     k = _backend.resolve(backend)[1]
     cell = np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64)
     pbc = np.zeros(3, bool) if pbc is None else np.broadcast_to(pbc, 3).copy()
-    pairs, _, vectors = k.neighbor_list(positions, cell, pbc, model.cutoff, 0)
+    pairs, _, vectors = k.NeighborList(model.cutoff, 0.0, 0).compute(positions, cell, pbc)
     return pairs, vectors
 
 

@@ -79,7 +79,7 @@ IDS = [s[0] for s in SYSTEMS]
 
 def kernel_inputs(positions, cell, pbc, seed=0):
     rng = np.random.default_rng(seed)
-    pairs, shifts, vectors = nb.neighbor_list(positions, cell, pbc, CUTOFF, 0)
+    pairs, shifts, vectors = nb.NeighborList(CUTOFF, 0.0, 0).compute(positions, cell, pbc)
     species = rng.integers(0, N_SPECIES, len(positions)).astype(np.int32)
     order = np.argsort(species, kind="stable")
     rows = np.empty(len(species), dtype=np.int64)

@@ -29,7 +29,7 @@ def linear_energy_and_gradient(backend, model, numbers, pos, cell, pbc, weights)
     species = np.searchsorted(model.atomic_numbers, numbers).astype(np.int32)
     cell_arg = np.zeros((3, 3)) if cell is None else cell
     pbc_arg = np.zeros(3, bool) if pbc is None else pbc
-    pairs, _, vectors = k.neighbor_list(pos, cell_arg, pbc_arg, model.cutoff, 0)
+    pairs, _, vectors = k.NeighborList(model.cutoff).compute(pos, cell_arg, pbc_arg)
     rows = np.arange(len(numbers), dtype=np.int64)
     run = kernel.forward(species, pairs, vectors, rows, len(numbers), backward=True)
     forces, virial = run.backward(weights.astype(np.float32), forces=True, virial=True)
@@ -79,7 +79,7 @@ def test_virial_per_structure_sums_its_pairs(backend):
     weights = rng.normal(size=(8, 384)).astype(np.float32)
     alone, both_pairs, both_vectors = [], [], []
     for b, scale in enumerate((1.0, 1.1)):
-        pairs, _, vectors = k.neighbor_list(pos * scale, cell * scale, pbc, model.cutoff, 0)
+        pairs, _, vectors = k.NeighborList(model.cutoff, 0.0, 0).compute(pos * scale, cell * scale, pbc)
         run = kernel.forward(species, pairs, vectors, np.arange(8), 8, backward=True)
         forces, virial = run.backward(weights, forces=True, virial=True)
         alone.append((forces, virial[0]))

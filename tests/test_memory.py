@@ -66,7 +66,7 @@ pairs = np.stack([np.zeros(n - 1, dtype=np.int64), np.arange(1, n)], axis=1)
 direction = rng.normal(size=(n - 1, 3))
 vectors = direction / np.linalg.norm(direction, axis=1)[:, None] * rng.uniform(1.0, 3.4, (n - 1, 1))
 """
-    call = "model._aev.forward(species, pairs, vectors, np.arange(n), n)"
+    call = "model.aev_computer.forward(species, pairs, vectors, np.arange(n), n)"
     out = run_child("cpp", setup, call, tmp_path)
     assert out.returncode == 0, f"child died (signal {-out.returncode}): {out.stderr[-2000:]}"
     assert out.stdout.split()[-1] == "MemoryError"

@@ -31,9 +31,8 @@ def new_computer(model):
 
 def kernel_inputs(model, numbers, positions, cell):
     """species, pairs, vectors and rows of a periodic box, as the AEV kernels take them."""
-    species = model._species_of[numbers]
-    pairs, _, vectors = model._kernels.neighbor_list(positions, cell, np.ones(3, bool), model.cutoff, 2)
-    return species, pairs, vectors, np.arange(len(numbers))
+    system = model.prepare(numbers, positions, cell)
+    return system.species, system.pairs, system.vectors, np.arange(len(numbers))
 
 
 def one_call(kernel, inputs, grad):
@@ -117,7 +116,7 @@ def test_model_reuses_its_pool_and_stays_thread_safe(big_box):
     model = get_model("ani-1x", "cpp")
     numbers, positions, cell = big_box
     first = model.compute(numbers, positions, cell)
-    retained = model._aev.retained_bytes
+    retained = model.aev_computer.retained_bytes
     assert retained > 0
     results, errors = [], []
 
@@ -139,7 +138,7 @@ def test_model_reuses_its_pool_and_stays_thread_safe(big_box):
     # Four calls at once need four sets; blocks of close sizes (the AEV and the pair index of
     # water differ by 7%) may go to each other's requests in some interleavings and strand a
     # block or two (seen: 0.2% over four sets). The bound is empirical: one set of slack.
-    assert model._aev.retained_bytes <= 5 * retained
+    assert model.aev_computer.retained_bytes <= 5 * retained
 
 
 def held_after_call(model, kernel, numbers, positions, cell):

@@ -9,6 +9,7 @@ processes only load them (~0.4 s).
 
 from __future__ import annotations
 
+import math
 import operator
 import threading
 from contextlib import contextmanager
@@ -88,23 +89,114 @@ def _require_shape(a: np.ndarray, name: str, shape: tuple) -> None:
         raise ValueError(f"{name} must have shape {want}")
 
 
-def neighbor_list(positions, cell, pbc, cutoff, n_threads=0):
-    """Half neighbour list within `cutoff` (Angstrom) of positions [n,3] (Angstrom) in a cell
-    [3,3] (rows = lattice vectors) with periodicity pbc [3]: (pairs [P,2] int64,
-    shifts [P,3] int32, vectors [P,3] float64 Angstrom), in the C++ core's order."""
-    positions = _array(positions, np.float64)
-    cell = _array(cell, np.float64)
-    pbc = _array(pbc, np.bool_)
-    _require_shape(positions, "positions", (-1, 3))
-    _require_shape(cell, "cell", (3, 3))
-    _require_shape(pbc, "pbc", (3,))
-    cutoff = float(cutoff)
-    _require(cutoff > 0, "cutoff must be positive")
-    n_atoms = positions.shape[0]
-    if n_atoms == 0:
-        return np.empty((0, 2), np.int64), np.empty((0, 3), np.int32), np.empty((0, 3), np.float64)
-    with _using_threads(_threads(n_threads, n_atoms, _MIN_ATOMS_PER_THREAD_NEIGHBORS)):
-        return _cell_list.neighbor_list(positions, cell, pbc, cutoff)
+def _finite_float(value, name: str) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} should be a number of Angstrom, not {value!r}") from None
+    if not math.isfinite(out):
+        raise ValueError(f"{name} should be a finite number of Angstrom, not {out}")
+    return out
+
+
+class NeighborList:
+    """Half neighbour list within `cutoff` (Angstrom), kept between calls with a Verlet `skin`
+    (Angstrom, 0 = build every call); n_threads: Numba threads (0 = Numba's setting).
+
+    With a skin, the list is built with cutoff + skin and reused while the atom count, cell
+    and pbc stay the same and no atom moves more than skin / 2 from where it was built
+    (then no pair can have come within the cutoff unseen). Atomic numbers play no part: the
+    pairs depend on geometry only. Several threads may call compute() at once.
+    """
+
+    def __init__(self, cutoff, skin=0.0, n_threads=0):
+        cutoff = _finite_float(cutoff, "cutoff")
+        skin = _finite_float(skin, "skin")
+        if cutoff <= 0:
+            raise ValueError(f"cutoff should be above 0 Angstrom, not {cutoff}")
+        if skin < 0:
+            raise ValueError(f"skin should be 0 Angstrom or more, not {skin}")
+        self._cutoff = cutoff
+        self._skin = skin
+        self._n_threads = operator.index(n_threads)
+        self._lock = threading.Lock()
+        self._builds = 0
+        # (positions, cell, pbc, pairs, shifts) of the list built with cutoff + skin; replaced
+        # whole, never changed, so a call can go on filtering the one it took.
+        self._kept = None
+
+    @property
+    def cutoff(self) -> float:
+        """Cutoff, Angstrom."""
+        return self._cutoff
+
+    @property
+    def skin(self) -> float:
+        """Verlet skin, Angstrom."""
+        return self._skin
+
+    @property
+    def builds(self) -> int:
+        """How many lists were built from scratch so far."""
+        return self._builds
+
+    @property
+    def retained_bytes(self) -> int:
+        """Bytes of reusable buffers kept between calls: none here (NumPy allocates)."""
+        return 0
+
+    def compute(self, positions, cell, pbc):
+        """(pairs int64 [P,2], shifts int32 [P,3], vectors float64 [P,3] Angstrom) of atoms at
+        positions [N,3] (Angstrom) in cell [3,3] (rows = lattice vectors) with periodicity
+        pbc [3]: each (i, j, shift) once, vector = positions[j] - positions[i] + shift @ cell,
+        |vector| < cutoff."""
+        positions = _array(positions, np.float64)
+        cell = _array(cell, np.float64)
+        pbc = _array(pbc, np.bool_)
+        if positions.ndim != 2 or positions.shape[1] != 3:
+            raise ValueError(f"positions should have shape (N, 3), not {positions.shape}")
+        if cell.shape != (3, 3):
+            raise ValueError(f"cell should have shape (3, 3), not {cell.shape}")
+        if pbc.shape != (3,):
+            raise ValueError(f"pbc should have shape (3,), not {pbc.shape}")
+        if not np.isfinite(positions).all():
+            raise ValueError("positions should be finite numbers of Angstrom (found NaN or infinity)")
+        if not np.isfinite(cell).all():  # open rows too: zero shifts multiply them into the vectors
+            raise ValueError("cell should hold finite numbers of Angstrom (found NaN or infinity)")
+        n_atoms = positions.shape[0]
+        threads = _threads(self._n_threads, n_atoms, _MIN_ATOMS_PER_THREAD_NEIGHBORS)
+        if self._skin == 0:
+            out = self._build(positions, cell, pbc, self._cutoff, threads)
+            with self._lock:
+                self._builds += 1  # after: a build that raised is no build
+            return out
+        with self._lock:
+            kept = self._kept
+        if kept is None or not self._still_valid(kept, positions, cell, pbc):
+            pairs, shifts, _ = self._build(positions, cell, pbc, self._cutoff + self._skin, threads)
+            kept = (positions.copy(), cell.copy(), pbc.copy(), pairs, shifts)
+            with self._lock:
+                self._kept = kept
+                self._builds += 1
+        with _using_threads(threads):
+            return _cell_list.pairs_within(positions, cell, kept[3], kept[4], self._cutoff)
+
+    def _still_valid(self, kept, positions, cell, pbc) -> bool:
+        old_positions, old_cell, old_pbc, _, _ = kept
+        same_box = np.array_equal(old_cell, cell) and np.array_equal(old_pbc, pbc)
+        if old_positions.shape != positions.shape or not same_box:
+            return False
+        if positions.size == 0:
+            return True
+        moved2 = np.einsum("ij,ij->i", positions - old_positions, positions - old_positions)
+        return bool(moved2.max() <= 0.25 * self._skin**2)  # NaN compares False: rebuild
+
+    @staticmethod
+    def _build(positions, cell, pbc, cutoff, threads):
+        if positions.shape[0] == 0:
+            return np.empty((0, 2), np.int64), np.empty((0, 3), np.int32), np.empty((0, 3), np.float64)
+        with _using_threads(threads):
+            return _cell_list.neighbor_list(positions, cell, pbc, cutoff)
 
 
 def _in_range(a: np.ndarray, stop: int) -> bool:
@@ -232,4 +324,4 @@ class AEVPass:
         return atom_forces, pair_virial
 
 
-__all__ = ["AEVComputer", "AEVPass", "neighbor_list"]
+__all__ = ["AEVComputer", "AEVPass", "NeighborList"]
