@@ -102,7 +102,8 @@ def test_numba_is_a_dependency_only_of_an_install_without_the_core():
 def run_without(blocked: list[str], code: str, cwd) -> str:
     """Run ``code`` in a new process in which importing any of ``blocked`` fails; its stdout."""
     script = f"import sys\nfor name in {blocked!r}:\n    sys.modules[name] = None\n{code}"
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=cwd)
+    env = {k: v for k, v in os.environ.items() if k != "PYANI_BACKEND"}  # "auto" means auto
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=cwd, env=env)
     return out.stdout
 
 
