@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._distribution import DISTRIBUTION
 from .model import Model, Result, load
 
 try:
-    __version__ = version("pyani")
+    __version__ = version(DISTRIBUTION)
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 

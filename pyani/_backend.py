@@ -13,6 +13,8 @@ import os
 import warnings
 from types import ModuleType
 
+from ._distribution import DISTRIBUTION, install_command
+
 BACKENDS = ("auto", "cpp", "numba")
 
 # The kernels' OpenMP threads and ONNX Runtime's threads take turns on the same cores. With
@@ -55,13 +57,13 @@ def resolve(name: str | None) -> tuple[str, ModuleType]:
         except ImportError as err:
             raise ImportError(
                 f"backend='cpp' but pyani's C++ extension is not available ({err}); "
-                "reinstall pyani with a C++ compiler and CMake, or use backend='numba'"
+                f"reinstall {DISTRIBUTION} with a C++ compiler and CMake, or use backend='numba'"
             ) from None
     if name == "numba":
         try:
             return "numba", _import_numba()
         except ImportError as err:
-            raise ImportError(f"backend='numba' needs the numba package ({err}); pip install numba") from None
+            raise ImportError(f"backend='numba' needs the numba package ({err}): {install_command('numba')}") from None
     try:
         return "cpp", _import_cpp()
     except ImportError as err:
@@ -71,7 +73,7 @@ def resolve(name: str | None) -> tuple[str, ModuleType]:
     except ImportError as err:
         raise ImportError(
             f"no pyani backend available: the C++ extension failed to import ({reason}) "
-            f"and numba is not installed ({err})"
+            f"and numba is not installed ({err}); add the Numba backend: {install_command('numba')}"
         ) from None
     warnings.warn(
         f"pyani's C++ extension is not available ({reason}); using the slower Numba backend",

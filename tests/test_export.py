@@ -174,7 +174,7 @@ def test_ani2x_from_neurochem_info(backend):
 
 def test_initializers_read_without_onnx_match_onnx(tmp_path):
     """pyani reads first-layer weights with its own protobuf reader (pyani._onnx_file)."""
-    onnx = pytest.importorskip("onnx", reason="the optional onnx package (pip install 'pyani[export]')")
+    onnx = pytest.importorskip("onnx", reason="the optional onnx package (pip install onnx)")
     from onnx import numpy_helper
 
     from pyani import _onnx_file

@@ -1,17 +1,24 @@
 """What a new process imports: never torch; numba only for the Numba backend; onnx only to
 convert NeuroChem files (big systems read their first-layer weights with pyani._onnx_file).
-The shipped models are inside the installed package."""
+The shipped models are inside the installed package, whose metadata asks for numba only
+when the C++ core was not built, and a missing optional package names the pip command."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from importlib.metadata import requires, version
 from importlib.resources import files
 
 import pytest
 from conftest import BACKENDS
+
+import pyani
+from pyani import _backend
+from pyani._distribution import DISTRIBUTION
 
 SCRIPT = """
 import json, sys
@@ -77,3 +84,51 @@ print(json.dumps(sorted(m.split(".")[0] for m in sys.modules)))
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path)
     modules = set(json.loads(out.stdout.splitlines()[-1]))
     assert "onnx" not in modules and "torch" not in modules
+
+
+def test_version_is_the_installed_distributions():
+    assert DISTRIBUTION == "pyani-nn"
+    assert pyani.__version__ == version(DISTRIBUTION) != "0+unknown"
+
+
+def test_numba_is_a_dependency_only_of_an_install_without_the_core():
+    """pyproject.toml: the `if.failed` override adds numba to the wheel built without C++."""
+    unconditional = {re.split(r"[^A-Za-z0-9_.-]", r, maxsplit=1)[0] for r in requires(DISTRIBUTION) if "extra" not in r}
+    assert {"numpy", "onnxruntime"} <= unconditional
+    assert "onnx" not in unconditional
+    assert ("numba" in unconditional) == (not _backend.cpp_available())
+
+
+def run_without(blocked: list[str], code: str, cwd) -> str:
+    """Run ``code`` in a new process in which importing any of ``blocked`` fails; its stdout."""
+    script = f"import sys\nfor name in {blocked!r}:\n    sys.modules[name] = None\n{code}"
+    env = {k: v for k, v in os.environ.items() if k != "PYANI_BACKEND"}  # "auto" means auto
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=cwd, env=env)
+    return out.stdout
+
+
+def test_info_file_converts_without_onnx(tmp_path):
+    """A plain install has no onnx package: pyani writes the ONNX protobuf itself."""
+    from test_export import write_ensemble
+
+    info, _ = write_ensemble(tmp_path)
+    code = f"""
+import pyani
+model = pyani.load({str(info)!r})
+print(model.compute([1, 1], [[0, 0, 0], [0.74, 0, 0]]).energy)
+"""
+    energy = float(run_without(["onnx"], code, tmp_path).split()[-1])
+    assert energy == pyani.load(info).compute([1, 1], [[0, 0, 0], [0.74, 0, 0]]).energy
+
+
+@pytest.mark.parametrize("backend", ["auto", "numba"])
+def test_no_backend_names_the_numba_extra(backend, tmp_path):
+    code = f"""
+import pyani
+try:
+    pyani.load("ani-1x", backend="{backend}")
+except ImportError as err:
+    print(err)
+"""
+    message = run_without(["numba", "pyani._core"], code, tmp_path)
+    assert "numba" in message and f"pip install '{DISTRIBUTION}[numba]'" in message

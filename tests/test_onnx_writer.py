@@ -28,7 +28,7 @@ def check_with_onnx(data: bytes):
 
 
 def _onnx():
-    return pytest.importorskip("onnx", reason="the optional onnx package (pip install 'pyani[export]')")
+    return pytest.importorskip("onnx", reason="the optional onnx package (pip install onnx)")
 
 
 def test_conversion_needs_no_onnx(tmp_path, monkeypatch):
