@@ -80,7 +80,7 @@ inline void pair_gradient(const Directed& dir, const double* grad_entry, int64_t
 
 }  // namespace
 
-AEVComputer::AEVComputer(AEVParams params, int n_threads, const std::string& isa)
+AEVComputer::AEVComputer(AEVParams params, int n_threads, const std::string& isa, bool double_precision)
     : pool_(std::make_shared<Scratch>()) {
     require(params.n_species > 0, "n_species must be positive");
     require(!params.shf_r.empty() && !params.shf_a.empty() && !params.shf_z.empty(),
@@ -92,7 +92,7 @@ AEVComputer::AEVComputer(AEVParams params, int n_threads, const std::string& isa
     require(params.angular_cutoff > 0 && params.angular_cutoff <= params.radial_cutoff,
             "angular_cutoff must be in (0, radial_cutoff]");
     const AEVKernels& kernels = aev_kernels(isa);
-    shared_ = std::make_shared<const Shared>(Shared{std::move(params), n_threads, kernels.isa, &kernels});
+    shared_ = std::make_shared<const Shared>(Shared{std::move(params), n_threads, kernels.isa, &kernels, double_precision});
 }
 
 std::unique_ptr<AEVPass> AEVComputer::forward(int64_t n_atoms, const int32_t* species, int64_t n_pairs,
@@ -131,11 +131,19 @@ std::unique_ptr<AEVPass> AEVComputer::forward(int64_t n_atoms, const int32_t* sp
     pass->keeps_backward_ = keep_for_backward;
     pass->dir_ = directed_neighbors(pool_, n_atoms, n_pairs, pairs, species, keep_for_backward);
     const int64_t width = pass->n_features();
-    pass->aev_ = take_pooled<float>(pool_, static_cast<size_t>(n_rows * width));
-    float* aev = pass->aev_.get();
-    // Only rows some atom names are written; a reused block holds the last call's numbers.
-    if (n_rows != n_atoms) std::fill(aev, aev + n_rows * width, 0.0f);
-    shared_->kernels->forward(prm, pass->dir_, pass->inputs(), aev, shared_->n_threads);
+    const size_t size = static_cast<size_t>(n_rows * width);
+    auto run = [&](auto* aev) {
+        // Only rows some atom names are written; a reused block holds the last call's numbers.
+        if (n_rows != n_atoms) std::fill(aev, aev + size, 0);
+        shared_->kernels->forward(aev)(prm, pass->dir_, pass->inputs(), aev, shared_->n_threads);
+    };
+    if (shared_->double_precision) {
+        pass->aev64_ = take_pooled<double>(pool_, size);
+        run(pass->aev64_.get());
+    } else {
+        pass->aev_ = take_pooled<float>(pool_, size);
+        run(pass->aev_.get());
+    }
     return pass;
 }
 
@@ -149,7 +157,8 @@ AtomInputs AEVPass::inputs() const {
     return in;
 }
 
-void AEVPass::backward(const float* grad_aev, const int64_t* bounds, int64_t n_bounds, double* forces,
+template <typename Real>
+void AEVPass::backward(const Real* grad_aev, const int64_t* bounds, int64_t n_bounds, double* forces,
                        double* virial) const {
     if (!keeps_backward_) throw std::logic_error("backward() needs a pass made by forward(..., backward=True)");
     const int64_t n_pairs = dir_.n_pairs, n_atoms = dir_.n_atoms;
@@ -166,7 +175,7 @@ void AEVPass::backward(const float* grad_aev, const int64_t* bounds, int64_t n_b
     const int n_threads = shared_->n_threads;
     PooledArray<double> grad_entry = take_pooled<double>(pool_, 3 * 2 * static_cast<size_t>(n_pairs));
     const double* ge = grad_entry.get();
-    shared_->kernels->backward(shared_->params, dir_, inputs(), grad_aev, grad_entry.get(), n_threads);
+    shared_->kernels->backward(grad_aev)(shared_->params, dir_, inputs(), grad_aev, grad_entry.get(), n_threads);
 
     if (forces) {
         // -dE/dr_i = +dE/dvector for the pair's first atom, -dE/dvector for its second. Each
@@ -221,5 +230,8 @@ void AEVPass::backward(const float* grad_aev, const int64_t* bounds, int64_t n_b
         }
     }
 }
+
+template void AEVPass::backward<float>(const float*, const int64_t*, int64_t, double*, double*) const;
+template void AEVPass::backward<double>(const double*, const int64_t*, int64_t, double*, double*) const;
 
 }  // namespace pyani

@@ -59,13 +59,24 @@ struct AtomInputs {
 
 // The kernels of one instruction set (aev_dispatch.cpp compiles one per set). forward
 // writes the AEV rows of every atom into aev [n_rows, n_features]; backward overwrites
-// grad_entry [2 n_pairs, 3] with dE/d(vector of each directed entry) from grad_aev.
+// grad_entry [2 n_pairs, 3] with dE/d(vector of each directed entry) from grad_aev. The AEV
+// and dE/dAEV are Real: float (float32 models) or double (precision="float64").
+template <typename Real>
+using ForwardKernel = void (*)(const AEVParams& params, const Directed& dir, const AtomInputs& in, Real* aev,
+                               int n_threads);
+template <typename Real>
+using BackwardKernel = void (*)(const AEVParams& params, const Directed& dir, const AtomInputs& in,
+                                const Real* grad_aev, double* grad_entry, int n_threads);
 struct AEVKernels {
     const char* isa;
-    void (*forward)(const AEVParams& params, const Directed& dir, const AtomInputs& in, float* aev,
-                    int n_threads);
-    void (*backward)(const AEVParams& params, const Directed& dir, const AtomInputs& in,
-                     const float* grad_aev, double* grad_entry, int n_threads);
+    ForwardKernel<float> forward_f32;
+    ForwardKernel<double> forward_f64;
+    BackwardKernel<float> backward_f32;
+    BackwardKernel<double> backward_f64;
+    ForwardKernel<float> forward(float*) const { return forward_f32; }
+    ForwardKernel<double> forward(double*) const { return forward_f64; }
+    BackwardKernel<float> backward(const float*) const { return backward_f32; }
+    BackwardKernel<double> backward(const double*) const { return backward_f64; }
 };
 std::vector<std::string> kernel_isas();               // usable on this CPU, best first
 const AEVKernels& aev_kernels(const std::string& isa);  // "auto" or one of kernel_isas()
@@ -78,12 +89,14 @@ class AEVPass;
 // reference).
 class AEVComputer {
 public:
-    AEVComputer(AEVParams params, int n_threads, const std::string& isa);
+    // double_precision: the AEV and dE/dAEV in float64 instead of float32.
+    AEVComputer(AEVParams params, int n_threads, const std::string& isa, bool double_precision = false);
 
     const AEVParams& params() const { return shared_->params; }
     int64_t length() const { return shared_->params.length(); }
     const std::string& isa() const { return shared_->isa; }
     size_t retained_bytes() const { return pool_->retained_bytes(); }
+    bool double_precision() const { return shared_->double_precision; }
 
     // species [n_atoms] in 0..n_species-1; pairs [n_pairs, 2]; vectors [n_pairs, 3]; rows
     // [n_atoms], distinct, in 0..n_rows-1; features: distinct columns of the full layout.
@@ -97,6 +110,7 @@ public:
         int n_threads;
         std::string isa;
         const AEVKernels* kernels;
+        bool double_precision;
     };
 
 private:
@@ -113,16 +127,18 @@ public:
     bool keeps_backward() const { return keeps_backward_; }
     const std::shared_ptr<Scratch>& pool() const { return pool_; }
 
-    // The AEV [n_rows, n_features]; take_aev() hands its block over (it returns to the pool
-    // when the new owner frees it).
-    float* aev() const { return aev_.get(); }
+    // The AEV [n_rows, n_features] (float32, or float64 for a double-precision computer);
+    // take_aev() hands its block over (it returns to the pool when the new owner frees it).
     PooledArray<float> take_aev() { return std::move(aev_); }
+    PooledArray<double> take_aev64() { return std::move(aev64_); }
 
     // grad_aev [n_rows, n_features] = dE/dAEV. forces [n_atoms, 3] = -dE/dr (null: not
     // wanted); virial [n_bounds - 1, 3, 3]: virial[b] = sum over pairs p in
     // bounds[b]..bounds[b+1]-1 of outer(vector p, dE/d(vector p)) (null: not wanted).
     // bounds: nondecreasing, in 0..n_pairs (null: one structure with all pairs).
-    void backward(const float* grad_aev, const int64_t* bounds, int64_t n_bounds, double* forces,
+    // grad_aev is float or double as the computer's precision.
+    template <typename Real>
+    void backward(const Real* grad_aev, const int64_t* bounds, int64_t n_bounds, double* forces,
                   double* virial) const;
 
 private:
@@ -137,6 +153,7 @@ private:
     int64_t n_rows_ = 0;
     bool keeps_backward_ = false;
     PooledArray<float> aev_;
+    PooledArray<double> aev64_;
 
     AtomInputs inputs() const;
 };

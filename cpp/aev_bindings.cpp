@@ -47,13 +47,21 @@ py::array_t<T> pooled_numpy(PooledArray<T> block, std::vector<py::ssize_t> shape
 // reads in backward() (kept alive here).
 struct PyAEVPass {
     std::unique_ptr<AEVPass> pass;
-    py::array_t<float> aev;
+    py::array aev;  // float32, or float64 for a double-precision computer
     Array<double> vectors;
+    bool double_precision = false;
 
-    py::tuple backward(Array<float> grad_aev, py::object pair_bounds, bool forces, bool virial) {
+    py::tuple backward(py::object grad_aev, py::object pair_bounds, bool forces, bool virial) {
+        if (double_precision) return backward_in<double>(grad_aev, pair_bounds, forces, virial);
+        return backward_in<float>(grad_aev, pair_bounds, forces, virial);
+    }
+
+    template <typename Real>
+    py::tuple backward_in(py::object grad_object, py::object pair_bounds, bool forces, bool virial) {
         if (!pass->keeps_backward()) {
             throw std::invalid_argument("backward() needs a pass made by forward(..., backward=True)");
         }
+        Array<Real> grad_aev = grad_object.cast<Array<Real>>();
         require_shape(grad_aev, "grad_aev", {pass->n_rows(), pass->n_features()});
         Array<int64_t> bounds;
         if (!pair_bounds.is_none()) {
@@ -82,20 +90,28 @@ struct PyAEVPass {
 void bind_aev(py::module_& m) {
     py::class_<PyAEVPass>(m, "AEVPass",
                           "One forward pass of an AEVComputer: its AEV, and what backward() needs.")
-        .def_readonly("aev", &PyAEVPass::aev, "AEV [n_rows, n_features] (float32); writable.")
+        .def_readonly("aev", &PyAEVPass::aev, "AEV [n_rows, n_features] (float32 or float64); writable.")
         .def("backward", &PyAEVPass::backward, py::arg("grad_aev"), py::arg("pair_bounds") = py::none(),
              py::arg("forces") = true, py::arg("virial") = false,
              "(forces [N,3] = -dE/dr (Hartree/Angstrom) or None, virial [B,3,3] (Hartree) or None) from "
-             "grad_aev = dE/dAEV [n_rows, n_features] (float32, Hartree). virial[b] sums "
+             "grad_aev = dE/dAEV [n_rows, n_features] (Hartree, the computer's precision). virial[b] sums "
              "outer(vector, dE/dvector) over pairs pair_bounds[b]:pair_bounds[b+1] (None: all pairs).");
 
     py::class_<AEVComputer, std::shared_ptr<AEVComputer>>(
         m, "AEVComputer", "ANI AEVs and their backward pass for one set of parameters; thread-safe.")
-        .def(py::init([](py::dict aev, int n_species, int n_threads, const std::string& isa) {
-                 return std::make_shared<AEVComputer>(params_from(aev, n_species), n_threads, isa);
+        .def(py::init([](py::dict aev, int n_species, int n_threads, const std::string& isa,
+                         const std::string& dtype) {
+                 require(dtype == "float32" || dtype == "float64", "dtype must be 'float32' or 'float64'");
+                 return std::make_shared<AEVComputer>(params_from(aev, n_species), n_threads, isa,
+                                                      dtype == "float64");
              }),
              py::arg("aev"), py::arg("n_species"), py::arg("n_threads") = 0, py::arg("isa") = "auto",
-             "aev: a model's 'aev' metadata (cutoffs in Angstrom). isa: 'auto' or one of kernel_isas().")
+             py::arg("dtype") = "float32",
+             "aev: a model's 'aev' metadata (cutoffs in Angstrom). isa: 'auto' or one of kernel_isas(). "
+             "dtype: of the AEV and dE/dAEV, 'float32' or 'float64'.")
+        .def_property_readonly(
+            "dtype", [](const AEVComputer& self) { return self.double_precision() ? "float64" : "float32"; },
+            "Precision of the AEV and dE/dAEV.")
         .def_property_readonly("length", &AEVComputer::length, "Length of a full AEV row.")
         .def_property_readonly("isa", &AEVComputer::isa, "The compiled kernel variant in use.")
         .def_property_readonly("retained_bytes", &AEVComputer::retained_bytes,
@@ -125,7 +141,12 @@ void bind_aev(py::module_& m) {
                                                 vectors.data(), rows.data(), n_rows, std::move(columns), backward);
                 }
                 AEVPass& pass = *result->pass;
-                result->aev = pooled_numpy(pass.take_aev(), {pass.n_rows(), pass.n_features()});
+                result->double_precision = self.double_precision();
+                if (self.double_precision()) {
+                    result->aev = pooled_numpy(pass.take_aev64(), {pass.n_rows(), pass.n_features()});
+                } else {
+                    result->aev = pooled_numpy(pass.take_aev(), {pass.n_rows(), pass.n_features()});
+                }
                 if (backward) result->vectors = std::move(vectors);
                 return result;
             },

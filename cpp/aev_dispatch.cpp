@@ -48,9 +48,10 @@ constexpr int LANES = 4;
 
 namespace {
 
-const AEVKernels BASELINE{"baseline", baseline::forward, baseline::backward};
+const AEVKernels BASELINE{"baseline", baseline::forward_f32, baseline::forward_f64, baseline::backward_f32,
+                          baseline::backward_f64};
 #if defined(PYANI_HAVE_AVX2)
-const AEVKernels AVX2{"avx2", avx2::forward, avx2::backward};
+const AEVKernels AVX2{"avx2", avx2::forward_f32, avx2::forward_f64, avx2::backward_f32, avx2::backward_f64};
 #endif
 
 }  // namespace

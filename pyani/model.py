@@ -108,7 +108,7 @@ class Model:
         self.neighbors = kernels.NeighborList(self.cutoff, skin, n_threads)
         """Neighbour list of single structures (keeps its Verlet list when skin > 0)."""
         self._batch_neighbors = kernels.NeighborList(self.cutoff, 0.0, n_threads)
-        self.aev_computer = kernels.AEVComputer(aev, len(self.elements), n_threads)
+        self.aev_computer = kernels.AEVComputer(aev, len(self.elements), n_threads, dtype=precision)
         """AEV forward and backward kernels; keeps their big buffers for the next call."""
         self.networks = Networks(graph, session, metadata, used_device, n_threads, source, self.dtype)
         """ONNX Runtime sessions of the networks."""
@@ -183,7 +183,7 @@ class Model:
         run = self.aev_computer.forward(
             system.species, system.pairs, system.vectors, system.rows, system.n_atoms, plan.columns, backward=gradient
         )
-        aev = run.aev if run.aev.dtype == self.dtype else run.aev.astype(self.dtype)  # TEMPORARY: float32 kernels
+        aev = run.aev
         if member_forces:
             result_members = self._member_forces(system, run, aev, counted)
         member_atomic, aev_gradient = plan.run(aev, system.counts, gradient)

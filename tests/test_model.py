@@ -330,3 +330,20 @@ def test_member_forces_average_to_the_forces(backend):
     assert rb.member_forces.shape == (2, 8, 11, 3)
     np.testing.assert_allclose(rb.member_forces[0], r.member_forces, atol=1e-6)
     assert np.all(rb.member_forces[1, :, 5:] == 0)
+
+
+@pytest.mark.parametrize(("name", "system"), CASES, ids=[f"{n}-{s}" for n, s in CASES])
+def test_float64_matches_torchani_closer(backend, name, system):
+    """precision="float64": the AEV and the networks in double. What remains against float64
+    TorchANI is the file's weights, pre-scaled for the CELU rewrite and rounded to float32."""
+    model = get_model(name, backend, "float64")
+    ref = load_reference(name, system)
+    r = model.compute(ref["numbers"], ref["positions"], ref.get("cell"), ref.get("pbc"))
+    n_atoms = np.count_nonzero(ref["numbers"] >= 0, axis=-1)
+    assert np.all(np.abs(r.energy - ref["energy"]) / n_atoms <= 2e-8)
+    assert np.abs(r.forces - ref["forces"]).max() <= 5e-7
+
+
+def test_bad_precision():
+    with pytest.raises(ValueError, match="precision must be one of"):
+        pyani.load("ani-1x", precision="half")

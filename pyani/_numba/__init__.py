@@ -241,8 +241,11 @@ class AEVComputer:
     isa = "numba"
     retained_bytes = 0  # no pool: NumPy and Numba's allocator manage the buffers
 
-    def __init__(self, aev: dict, n_species: int, n_threads: int = 0, isa: str = "auto"):
+    def __init__(self, aev: dict, n_species: int, n_threads: int = 0, isa: str = "auto", dtype: str = "float32"):
         _require(isa == "auto", f"isa: the Numba backend has one variant ('auto'), got {isa!r}")
+        _require(dtype in ("float32", "float64"), f"dtype: 'float32' or 'float64', got {dtype!r}")
+        self.dtype = dtype
+        """Precision of the AEV and dE/dAEV."""
         self._params = _params(aev, n_species)
         self._n_threads = operator.index(n_threads)
         self.length = self._params.length
@@ -278,13 +281,13 @@ class AEVComputer:
         with _using_threads(_threads(self._n_threads, n_atoms, _MIN_ATOMS_PER_THREAD_AEV)):
             tables = _aev.setup(self._params, species, pairs)
             # Rows no atom names stay zero.
-            out = np.zeros((n_rows, features.size), dtype=np.float32)
+            out = np.zeros((n_rows, features.size), dtype=self.dtype)
             _aev.forward(self._params, tables, vectors, rows, features, out)
         return AEVPass(self, out, tables if backward else None, vectors, rows, features)
 
 
 class AEVPass:
-    """One forward pass: ``aev`` [n_rows, n_features] (float32, writable) and, when made with
+    """One forward pass: ``aev`` [n_rows, n_features] (the computer's dtype, writable) and, when made with
     backward=True, what backward() needs."""
 
     def __init__(self, computer, aev, tables, vectors, rows, features):
@@ -297,12 +300,12 @@ class AEVPass:
 
     def backward(self, grad_aev, pair_bounds=None, forces=True, virial=False):
         """(forces [N,3] = -dE/dr (float64, Hartree/Angstrom) or None, virial [B,3,3]
-        (Hartree) or None) from grad_aev = dE/dAEV [n_rows, n_features] (float32, Hartree).
+        (Hartree) or None) from grad_aev = dE/dAEV [n_rows, n_features] (Hartree, the AEV's dtype).
         virial[b] sums outer(vector, dE/dvector) over pairs pair_bounds[b]:pair_bounds[b+1]
         (int64 [B+1]; None: one structure with all pairs)."""
         if self._tables is None:
             raise ValueError("backward: this pass was made by forward(..., backward=False)")
-        grad_aev = _array(grad_aev, np.float32)
+        grad_aev = _array(grad_aev, self.aev.dtype)
         _require_shape(grad_aev, "grad_aev", self.aev.shape)
         n_pairs = self._vectors.shape[0]
         if pair_bounds is None:
