@@ -1,0 +1,5 @@
+"""``pyani screen``: placeholder until the screening module lands."""
+
+
+def register(commands) -> None:
+    pass
