@@ -1,8 +1,9 @@
 """Structures read from files, one frame at a time (never the whole file in memory).
 
-Plain and extended XYZ files of molecules have a fast reader here (importing ase.io alone
-costs about a second, more than a whole ``pyani energy`` run should); every other format,
-and any XYZ file the fast reader cannot follow, goes through ``ase.io.iread``.
+Plain and extended XYZ files have a fast reader here (importing ase.io alone costs about a
+second, more than a whole ``pyani energy`` run should), and so do SDF files, of which
+ase.io reads only the first record; every other format, and any XYZ or SDF file these
+readers cannot follow, goes through ``ase.io.iread``.
 """
 
 from __future__ import annotations
@@ -76,7 +77,51 @@ def read(path: str | Path, fmt: str | None = None) -> Iterator[Structure]:
             yield first
             yield from frames
             return
+    if fmt is None and path.suffix.lower() in (".sdf", ".mol", ".sd"):
+        yield from _read_sdf(path)
+        return
     yield from _read_ase(path, fmt)
+
+
+def _read_sdf(path: Path) -> Iterator[Structure]:
+    """Every record of an SDF file (V2000 molblocks separated by $$$$); V3000 goes to ase.io."""
+    source = str(path)
+    with open(path) as lines:
+        index = 0
+        while True:
+            header = [lines.readline() for _ in range(4)]  # name, program, comment, counts
+            if not header[0]:
+                break
+            if not any(line.strip() for line in header) and not lines.readline():
+                break  # trailing blank lines
+            counts = header[3]
+            try:
+                if "V3000" in counts:
+                    raise ValueError("V3000 molblocks are not supported; convert to V2000")
+                n = int(counts[:3])
+                if n <= 0:
+                    raise ValueError(f"atom count must be positive, got {n}")
+                numbers = np.empty(n, dtype=np.int64)
+                positions = np.empty((n, 3), dtype=np.float64)
+                for i in range(n):
+                    fields = lines.readline().split()
+                    if len(fields) < 4:
+                        raise ValueError(f"atom line {i + 1} of {n} is missing or short")
+                    z = _NUMBER_OF.get(fields[3].lower())
+                    if z is None:
+                        raise ValueError(f"unknown chemical symbol {fields[3]!r} on atom line {i + 1}")
+                    numbers[i] = z
+                    positions[i] = fields[:3]
+            except ValueError as err:
+                yield Structure(source, index, error=f"{source}: record {index}: {_one_line(err)}")
+                return
+            yield Structure(source, index, numbers, positions)
+            index += 1
+            for line in lines:  # bonds, properties, data items: up to the record's end
+                if line.startswith("$$$$"):
+                    break
+    if index == 0:
+        yield Structure(source, 0, error=f"{source}: no structures in file")
 
 
 def _read_ase(path: Path, fmt: str | None) -> Iterator[Structure]:
@@ -110,8 +155,8 @@ def from_atoms(atoms, source: str, index: int) -> Structure:
 
 
 def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text
+    text = " ".join(str(err).split())
+    return text if text else f"ase.io could not parse it ({type(err).__name__})"
 
 
 def _read_xyz(path: Path) -> Iterator[Structure]:

@@ -78,20 +78,50 @@ class _Silent:
 
 
 def read_atoms(path: str, index: str = ":"):
-    """ase.Atoms of a file (a list, one per selected frame); a bad file is a one-line CLIError."""
+    """ase.Atoms of a file (a list, one per selected frame); a bad file is a one-line CLIError.
+
+    SDF files are read by pyani's reader: ase.io reads only their first record."""
     from pathlib import Path
 
-    import ase.io
+    from ase.io.formats import string2index
 
     if not Path(path).is_file():
         raise CLIError(f"{path}: no such file")
     try:
-        frames = ase.io.read(path, index=index)
-    except Exception as err:  # ase raises anything from a malformed file
-        raise CLIError(f"{path}: cannot read: {' '.join(str(err).split()) or type(err).__name__}") from None
+        selection = string2index(index)
+    except ValueError:
+        raise CLIError(f"--index {index!r}: not an ase.io index (e.g. 0, -1, ':', '2:5')", status=2) from None
+    if Path(path).suffix.lower() in (".sdf", ".mol", ".sd"):
+        frames = _sdf_atoms(path)
+        try:
+            frames = frames[selection]
+        except IndexError:
+            raise CLIError(f"--index {index}: {path} has {len(frames)} structures") from None
+    else:
+        import ase.io
+
+        try:
+            frames = ase.io.read(path, index=index)
+        except IndexError:
+            raise CLIError(f"--index {index}: out of range for {path}") from None
+        except Exception as err:  # ase raises anything from a malformed file
+            raise CLIError(f"{path}: cannot read: {' '.join(str(err).split()) or type(err).__name__}") from None
     frames = frames if isinstance(frames, list) else [frames]
     if not frames:
         raise CLIError(f"{path}: no structures selected by --index {index}")
+    return frames
+
+
+def _sdf_atoms(path: str) -> list:
+    from ase import Atoms
+
+    from pyani._structures import read
+
+    frames = []
+    for s in read(path):
+        if s.error is not None:
+            raise CLIError(s.error)
+        frames.append(Atoms(numbers=s.numbers, positions=s.positions))
     return frames
 
 

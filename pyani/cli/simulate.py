@@ -85,8 +85,8 @@ def run_md(args) -> int:
     import ase.io
     import numpy as np
     from ase import units
+    from ase.md import velocitydistribution
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
     from ase.md.verlet import VelocityVerlet
 
     from ._calculator import calculator
@@ -100,11 +100,17 @@ def run_md(args) -> int:
     model = load_model(args, skin=1.0)  # a Verlet skin: the neighbour list is reused across steps
     check_elements(model, atoms, f"{args.file}[{args.index}]")
     periodic = bool(atoms.pbc.any())
+    if args.ensemble == "npt" and not periodic:
+        raise CLIError(f"--ensemble npt: {args.file}[{args.index}] is not periodic", status=2)
     atoms.calc = calculator(model)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=args.temperature, rng=np.random.default_rng(args.seed))
-    Stationary(atoms)
+    # thermalize_momenta is ASE >= 3.29's name of MaxwellBoltzmannDistribution
+    thermalize = getattr(velocitydistribution, "thermalize_momenta", None)
+    if thermalize is None:
+        thermalize = velocitydistribution.MaxwellBoltzmannDistribution
+    thermalize(atoms, temperature_K=args.temperature, rng=np.random.default_rng(args.seed))
+    velocitydistribution.Stationary(atoms)
     if not periodic:
-        ZeroRotation(atoms)
+        velocitydistribution.ZeroRotation(atoms)
     if args.ensemble == "nve":
         dyn = VelocityVerlet(atoms, dt)
     elif args.ensemble == "langevin":
@@ -113,8 +119,6 @@ def run_md(args) -> int:
         atoms.set_constraint(FixCom())  # ASE's advice over Langevin(fixcm=True), which biases small systems
         dyn = Langevin(atoms, dt, temperature_K=args.temperature, friction=args.friction / units.fs, fixcm=False)
     else:
-        if not periodic:
-            raise CLIError(f"--ensemble npt: {args.file}[{args.index}] is not periodic", status=2)
         from ase.md.nptberendsen import NPTBerendsen
 
         dyn = NPTBerendsen(
