@@ -46,6 +46,62 @@ class _Smiles:
 
 
 @dataclass
+class _Chunk:
+    """Molecules on their way to a worker, packed in a few arrays: pickling a thousand small
+    structures one by one would cost the client more than reading them."""
+
+    ids: np.ndarray  # int64 [n]
+    sources: list  # distinct source names
+    source_of: np.ndarray  # int32 [n], into sources
+    index: np.ndarray  # int64 [n], frame or line in the source
+    natoms: np.ndarray  # int64 [n], 0 for the rows in `other`
+    numbers: np.ndarray  # int16 [sum natoms]
+    positions: np.ndarray  # float64 [sum natoms, 3]
+    other: dict  # row -> Structure (periodic, or unreadable) or _Smiles, sent as they are
+
+    @classmethod
+    def pack(cls, items: list) -> _Chunk:
+        """From [(id, Structure or _Smiles)]."""
+        n = len(items)
+        sources: dict = {}
+        source_of = np.empty(n, dtype=np.int32)
+        index = np.empty(n, dtype=np.int64)
+        natoms = np.zeros(n, dtype=np.int64)
+        molecules, other = [], {}
+        for row, (_, item) in enumerate(items):
+            source_of[row] = sources.setdefault(item.source, len(sources))
+            index[row] = item.index
+            if isinstance(item, Structure) and item.error is None and item.cell is None:
+                natoms[row] = item.natoms
+                molecules.append(item)
+            else:
+                other[row] = item
+        return cls(
+            ids=np.array([i for i, _ in items], dtype=np.int64),
+            sources=list(sources),
+            source_of=source_of,
+            index=index,
+            natoms=natoms,
+            numbers=np.concatenate([m.numbers for m in molecules]).astype(np.int16) if molecules else np.zeros(0),
+            positions=np.concatenate([m.positions for m in molecules]) if molecules else np.zeros((0, 3)),
+            other=other,
+        )
+
+    def unpack(self) -> list:
+        """[Structure or _Smiles], one per row."""
+        ends = np.cumsum(self.natoms)
+        out = []
+        for row in range(len(self.ids)):
+            if row in self.other:
+                out.append(self.other[row])
+                continue
+            a, b = ends[row] - self.natoms[row], ends[row]
+            source = self.sources[self.source_of[row]]
+            out.append(Structure(source, int(self.index[row]), self.numbers[a:b].astype(np.int64), self.positions[a:b]))
+        return out
+
+
+@dataclass
 class Summary:
     """What a screen with ``out`` did: molecules in the output, how many failed, how many
     were computed now (the rest were there from an earlier run), seconds, molecules/s."""
@@ -145,7 +201,7 @@ def _run(sources, model, backend, client, chunk_size, forces, out, done, fmt, pr
                 failed += done[number]
                 bar.update(len(chunk))
                 continue
-            future = client.submit(evaluate_chunk, model, backend, number, chunk, forces, pure=False)
+            future = client.submit(evaluate_chunk, model, backend, _Chunk.pack(chunk), forces, pure=False)
             chunk_of[future.key] = (number, chunk)
             pending.add(future)
             in_flight += 1
@@ -158,7 +214,8 @@ def _run(sources, model, backend, client, chunk_size, forces, out, done, fmt, pr
         try:
             table = future.result()
         except Exception as err:  # a worker died or a bug: the chunk's molecules get the error
-            table = _table(chunk, [None] * len(chunk), forces, f"chunk failed: {' '.join(str(err).split())}")
+            rows = [(i, m if isinstance(m, Structure) else Structure(m.source, m.index)) for i, m in chunk]
+            table = _table(rows, [None] * len(rows), forces, f"chunk failed: {' '.join(str(err).split())}")
         future.release()
         n_failed = table.num_rows - table.column("error").null_count
         molecules += table.num_rows
@@ -197,13 +254,13 @@ def worker_model(model: str, backend: str):
     return _MODELS[key]
 
 
-def evaluate_chunk(model: str, backend: str, number: int, chunk: list, forces: bool):
-    """The Arrow table of one chunk: [(id, Structure or _Smiles)] -> one row per molecule."""
+def evaluate_chunk(model: str, backend: str, chunk: _Chunk, forces: bool):
+    """The Arrow table of one chunk, one row per molecule."""
     from ._batch import evaluate
 
-    structures = [_embed(item) if isinstance(item, _Smiles) else item for _, item in chunk]
+    structures = [_embed(item) if isinstance(item, _Smiles) else item for item in chunk.unpack()]
     outcomes = evaluate(worker_model(model, backend), structures, forces=forces)
-    return _table([(i, s) for (i, _), s in zip(chunk, structures)], outcomes, forces)
+    return _table(list(zip(chunk.ids.tolist(), structures)), outcomes, forces)
 
 
 def _embed(item: _Smiles) -> Structure:
