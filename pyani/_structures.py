@@ -208,10 +208,36 @@ def _xyz_frame(header: str, lines, source: str, index: int) -> Structure:
         pbc = np.array([f in "Tt" for f in flags])
         if not pbc.any():
             cell = pbc = None
+    atom_lines = [lines.readline() for _ in range(n)]
+    parsed = _atoms_fast(atom_lines, n, symbol_column, position_column)
+    numbers, positions = parsed if parsed is not None else _atoms_checked(atom_lines, n, symbol_column, position_column)
+    if not np.all(np.isfinite(positions)):
+        raise ValueError("positions are not finite")
+    return Structure(source, index, numbers, positions, cell, pbc)
+
+
+def _atoms_fast(atom_lines, n: int, symbol_column: int, position_column: int):
+    """Numbers and positions of well-formed atom lines (all with the same column count), in
+    a few bulk operations; None when anything is off (the checked path then says what)."""
+    words = "".join(atom_lines).split()
+    width, rest = divmod(len(words), n)
+    if rest or width < position_column + 3:
+        return None
+    try:
+        numbers = np.array([_NUMBER_OF[w.lower()] for w in words[symbol_column::width]], dtype=np.int64)
+        table = np.array(words, dtype=object).reshape(n, width)
+        positions = table[:, position_column : position_column + 3].astype(np.float64)
+    except (KeyError, ValueError):
+        return None
+    return numbers, positions
+
+
+def _atoms_checked(atom_lines, n: int, symbol_column: int, position_column: int):
+    """Line by line, naming the first bad line."""
     numbers = np.empty(n, dtype=np.int64)
     positions = np.empty((n, 3), dtype=np.float64)
-    for i in range(n):
-        fields = lines.readline().split()
+    for i, line in enumerate(atom_lines):
+        fields = line.split()
         if len(fields) < position_column + 3:
             raise ValueError(f"atom line {i + 1} of {n} is missing or short")
         name = fields[symbol_column]
@@ -221,10 +247,11 @@ def _xyz_frame(header: str, lines, source: str, index: int) -> Structure:
                 raise ValueError(f"unknown chemical symbol {name!r} on atom line {i + 1}")
             z = int(name)
         numbers[i] = z
-        positions[i] = fields[position_column : position_column + 3]
-    if not np.all(np.isfinite(positions)):
-        raise ValueError("positions are not finite")
-    return Structure(source, index, numbers, positions, cell, pbc)
+        try:
+            positions[i] = fields[position_column : position_column + 3]
+        except ValueError:
+            raise ValueError(f"atom line {i + 1}: coordinates are not numbers: {line.strip()[:60]!r}") from None
+    return numbers, positions
 
 
 def _columns(properties: str) -> tuple[int, int]:
