@@ -7,6 +7,7 @@ dask) only when it runs, so that ``pyani --help`` and ``pyani energy mol.xyz`` s
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -21,7 +22,7 @@ def build_parser() -> Parser:
     from importlib import import_module
 
     parser = Parser(prog="pyani", description="ANI neural-network potentials on any structure file ase.io reads.")
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
     for group in _GROUPS:
@@ -55,6 +56,13 @@ def _message(err: BaseException) -> str:
     if isinstance(err, (ValueError, TypeError, FileNotFoundError, CLIError)) and text:
         return text
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+class _Version(argparse.Action):
+    """--version, looking the version up only when asked (importlib.metadata is slow)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.exit(0, _version() + "\n")
 
 
 def _version() -> str:
