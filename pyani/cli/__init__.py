@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args.command, str(err), err.status)
     except KeyboardInterrupt:
         return _fail(args.command, "interrupted", 130)
+    except BrokenPipeError:  # `pyani energy big.xyz | head`: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as err:
         if os.environ.get("PYANI_DEBUG"):
             raise

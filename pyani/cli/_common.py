@@ -109,7 +109,21 @@ def read_atoms(path: str, index: str = ":"):
     frames = frames if isinstance(frames, list) else [frames]
     if not frames:
         raise CLIError(f"{path}: no structures selected by --index {index}")
+    for k, atoms in enumerate(frames):  # the frame's number in the file, for messages and tables
+        atoms.info["pyani_frame"] = _frame_number(selection, k)
     return frames
+
+
+def _frame_number(selection, k: int):
+    if isinstance(selection, int):
+        return selection
+    start, step = selection.start or 0, selection.step or 1
+    return start + k * step if start >= 0 and step > 0 else k
+
+
+def frame_name(path: str, atoms) -> str:
+    """ "file.xyz[3]": where a structure came from."""
+    return f"{path}[{atoms.info.get('pyani_frame', 0)}]"
 
 
 def _sdf_atoms(path: str) -> list:

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from ._common import CLIError, add_model_options, check_elements, load_model, plotting, progress, read_atoms
+from ._common import (
+    CLIError,
+    add_model_options,
+    check_elements,
+    frame_name,
+    load_model,
+    plotting,
+    progress,
+    read_atoms,
+)
 
 #: finite-difference displacement (Angstrom) of the Hessian: C-H stretches move by ~1 cm^-1
 #: between 0.0005 and 0.001, by ~6 cm^-1 at 0.005 (third-derivative error)
@@ -67,8 +76,8 @@ def run(args) -> int:
     frames = read_atoms(args.file, args.index)
     model = load_model(args)
     spectra = []
-    for i, atoms in enumerate(progress(frames, desc="freq", unit="structure")):
-        where = f"{args.file}[{i}]"
+    for atoms in progress(frames, desc="freq", unit="structure"):
+        where = frame_name(args.file, atoms)
         check_elements(model, atoms, where)
         vib = VibrationsData.from_2d(atoms, hessian(atoms, model))
         energies = vib.get_energies()  # eV, complex for imaginary modes
@@ -108,8 +117,7 @@ def run(args) -> int:
                 (f"entropy S({T} K, {p:g} Pa)", thermo.get_entropy(T, p, verbose=False), "eV/K"),
                 (f"Gibbs energy G({T} K, {p:g} Pa)", thermo.get_gibbs_energy(T, p, verbose=False), "eV"),
             ]
-        wavenumbers = [(e.real - e.imag) / invcm if abs(e.imag) > abs(e.real) else e.real / invcm for e in energies]
-        wavenumbers = sorted(wavenumbers)
+        wavenumbers = sorted(_wavenumber(e, invcm) for e in energies)
         n_imag = sum(1 for e in shown if abs(complex(e).imag) > 1e-9)
         print("  frequencies (cm^-1; negative = imaginary):")
         for start in range(0, len(wavenumbers), 8):
@@ -118,11 +126,16 @@ def run(args) -> int:
             print(f"  warning: {n_imag} imaginary mode(s) among the vibrations: optimise the structure first")
         for name, value, unit in lines:
             print(f"  {name:<36} {value:>16.6f} {unit}")
-        spectra.append((where, [w for w in wavenumbers if abs(w) > 1e-3]))
+        spectra.append((where, sorted(_wavenumber(complex(e), invcm) for e in shown)))  # vibrations only
     if args.plot:
         _plot(spectra, args.plot)
         print(f"plot -> {args.plot}")
     return 0
+
+
+def _wavenumber(energy: complex, invcm: float) -> float:
+    """cm^-1 of a mode energy (eV); an imaginary mode as a negative number."""
+    return -energy.imag / invcm if abs(energy.imag) > abs(energy.real) else energy.real / invcm
 
 
 def _linear(atoms) -> bool:

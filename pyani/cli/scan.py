@@ -61,6 +61,7 @@ def run(args) -> int:
     from ._calculator import calculator
 
     atoms = read_atoms(args.file, str(args.index))[0]
+    atoms.info.pop("pyani_frame")
     a, b, c, d = args.torsion
     if len({a, b, c, d}) < 4 or not all(0 <= k < len(atoms) for k in args.torsion):
         raise CLIError(f"--torsion {a} {b} {c} {d}: need 4 distinct atom indices in 0..{len(atoms) - 1}", status=2)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from ._common import CLIError, add_model_options, check_elements, load_model, plotting, progress, read_atoms
+from ._common import (
+    CLIError,
+    add_model_options,
+    check_elements,
+    load_model,
+    plotting,
+    progress,
+    read_atoms,
+)
 
 
 def register(commands) -> None:
@@ -62,7 +70,8 @@ def run_opt(args) -> int:
     optimizer = {"bfgs": BFGS, "fire": FIRE}[args.optimizer]
     done, failed = [], 0
     print(f"{'index':>5} {'natoms':>6} {'steps':>5} {'energy/eV':>18} {'fmax/eV/A':>10} converged")
-    for i, atoms in enumerate(progress(frames, desc="opt", unit="structure")):
+    for atoms in progress(frames, desc="opt", unit="structure"):
+        i = atoms.info.pop("pyani_frame")
         check_elements(model, atoms, f"{args.file}[{i}]")
         if args.cell and not atoms.pbc.any():
             raise CLIError(f"--cell: {args.file}[{i}] is not periodic (no cell to relax)", status=2)
@@ -97,6 +106,7 @@ def run_md(args) -> int:
     if args.temperature < 0:
         raise CLIError(f"--temperature must be >= 0 K, got {args.temperature}", status=2)
     atoms = read_atoms(args.file, str(args.index))[0]
+    atoms.info.pop("pyani_frame")
     model = load_model(args, skin=1.0)  # a Verlet skin: the neighbour list is reused across steps
     check_elements(model, atoms, f"{args.file}[{args.index}]")
     periodic = bool(atoms.pbc.any())
