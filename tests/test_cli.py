@@ -365,3 +365,10 @@ def test_entry_point_energy_of_one_molecule(inputs):
     ).stdout.split()
     assert "ase" not in modules  # the fast XYZ reader: no second spent importing ase.io
     assert seconds < 10  # generous: the 0.5 s figure is measured by bench/screen.py, not on a loaded CI
+
+
+def test_freq_names_the_frame_of_the_file(inputs, capsys):
+    status, out, err = run(capsys, "freq", inputs["mols"], "--index", "1")
+    assert status == 0, err
+    assert out.startswith(f"{inputs['mols']}[1]: 5 atoms")
+    assert "pyani_frame" not in out
