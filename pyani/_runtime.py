@@ -35,7 +35,7 @@ def providers_for(device: str) -> list[str]:
     if CUDA in available:
         return [CUDA, CPU]
     if device == "cuda":
-        hint = "install onnxruntime-gpu (pip install 'pyani[gpu]')"
+        hint = "install onnxruntime-gpu (pip install 'pyani-nn[gpu]')"
         if _installed("onnxruntime") and _installed("onnxruntime-gpu"):
             hint = (
                 "onnxruntime and onnxruntime-gpu are both installed; uninstall both, then install only onnxruntime-gpu"

@@ -1,6 +1,6 @@
 """OpenMM through openmm-ml: pyani models as ``MLPotential``s, evaluated by ``openmm.PythonForce``.
 
-Registered through the ``openmmml.potentials`` entry point, so after ``pip install pyani[openmm]``:
+Registered through the ``openmmml.potentials`` entry point, so after ``pip install 'pyani-nn[openmm]'``:
 
 >>> from openmmml import MLPotential
 >>> potential = MLPotential("pyani-ani1ccx")                # or "pyani-ani1x"
@@ -26,7 +26,8 @@ try:
     from openmmml.mlpotential import MLPotentialImpl
 except ImportError as error:  # pragma: no cover - depends on what is installed
     raise ImportError(
-        f"pyani.openmm needs OpenMM >= 8.5.2 and openmm-ml >= 1.8: pip install 'pyani[openmm]' (import failed: {error})"
+        "pyani.openmm needs OpenMM >= 8.5.2 and openmm-ml >= 1.8: "
+        f"pip install 'pyani-nn[openmm]' (import failed: {error})"
     ) from error
 
 from . import load  # the public entry point only

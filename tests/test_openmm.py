@@ -2,7 +2,7 @@
 OpenMM units, periodic boxes, ML/MM mixed systems, dynamics, serialization and bad inputs.
 
 Runs real OpenMM (Reference platform for comparisons in double precision). Needs
-``pip install 'pyani[openmm]'`` and the entry points of an installed pyani; skipped when openmm-ml is
+``pip install 'pyani-nn[openmm]'`` and the entry points of an installed pyani; skipped when openmm-ml is
 missing unless PYANI_REQUIRE_OPENMM is set (CI sets it).
 """
 
@@ -21,8 +21,8 @@ from oracles import water_box
 
 if importlib.util.find_spec("openmmml") is None:
     if os.environ.get("PYANI_REQUIRE_OPENMM"):
-        raise ImportError("PYANI_REQUIRE_OPENMM is set but openmm-ml is not installed: pip install 'pyani[openmm]'")
-    pytest.skip("openmm-ml not installed (pip install 'pyani[openmm]')", allow_module_level=True)
+        raise ImportError("PYANI_REQUIRE_OPENMM is set but openmm-ml is not installed: pip install 'pyani-nn[openmm]'")
+    pytest.skip("openmm-ml not installed (pip install 'pyani-nn[openmm]')", allow_module_level=True)
 
 import dipeptide
 import openmm
