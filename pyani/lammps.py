@@ -23,6 +23,7 @@ On one rank every periodic direction stays periodic: the plain periodic compute.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -61,6 +62,10 @@ def attach(lmp, model, elements, *, fix_id: str = "pyani", skin: float = DEFAULT
         one rank ghost atoms must reach cutoff + skin: ``comm_modify cutoff`` is raised to that
         if it is shorter, and a run stops with an error if atoms ever move further than the
         ghosts cover (a larger skin than given here, or neighbour lists not rebuilt on time).
+
+    Errors in the set-up raise here, on every rank alike. An error during a run (a rank's pyani
+    call failing, atoms outside the ghosts' reach) stops every rank: the message goes to stderr
+    and LAMMPS ends the process with exit status 1, as the LAMMPS executable does.
     """
     if not hasattr(lmp, "set_fix_external_callback"):
         raise TypeError(f"lmp must be a lammps.lammps instance, got {type(lmp).__name__}")
@@ -244,13 +249,17 @@ class _Bridge:
         self.lmp.fix_external_set_virial_global(self.fix_id, [float(v) for v in total[1:7]])
 
     def _fail(self, message: str, f) -> None:
-        """Stop the run on every rank; the LAMMPS command that ran it raises ``message``."""
+        """Stop every rank with ``message``: LAMMPS's Error::all, then exit status 1.
+
+        Every rank gets here together (the error flags were gathered), so nobody is left waiting.
+        A Python exception raised here would not reach the script: the lammps module calls back
+        through ctypes, which prints and drops it, and the run would go on with zero forces.
+        """
         self.error = message
         f[:] = 0.0
-        # Error::all is collective (every rank gets here) and, inside the library call, leaves the
-        # error for the Python wrapper of the command running this step to raise.
+        if self.comm.rank == 0:
+            print(f"ERROR: {message}", file=sys.stderr, flush=True)  # LAMMPS's screen may be off
         self.lmp.lib.lammps_error(self.lmp.lmp, _LMP_ERROR_ALL, message.encode())
-        self.lmp.force_timeout()
 
     # -- this rank's domain ------------------------------------------------------------
 
