@@ -1,7 +1,8 @@
 """Runs one LAMMPS scenario for tests/test_lammps.py, serially or under ``mpiexec -n K``.
 
 python lammps_driver.py SCENARIO JSON_ARGS: rank 0 prints one line "RESULT <json>".
-Scenarios: first_step (energy, forces, stress of step 0), nve (total energy along a run),
+Scenarios: first_step (energy, forces, stress of step 0), nve (total energy along a run in
+which LAMMPS moves atoms between ranks and rebuilds ghosts every 5 steps),
 attach (attach with the given arguments, then run a few steps).
 """
 
@@ -114,6 +115,7 @@ def nve(args: dict, comm) -> dict:
     lmp.commands_string(
         """
         timestep 0.0005
+        neigh_modify every 5 delay 0 check no
         velocity all create 300 4928459 mom yes rot yes dist gaussian
         fix integrate all nve
         thermo 10
