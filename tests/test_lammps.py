@@ -40,25 +40,29 @@ def result_of(process: subprocess.CompletedProcess) -> dict:
 
 
 @pytest.mark.parametrize(
-    ("ranks", "units", "tilt", "comm_style", "backend"),
+    ("ranks", "units", "tilt", "comm_style", "backend", "npt_steps"),
     [
-        (1, "metal", 0.0, "brick", "cpp"),
-        (2, "metal", 0.0, "brick", "cpp"),  # split along one direction, the others stay periodic
-        (2, "metal", 0.0, "brick", "numba"),  # the bridge is backend-agnostic: one case suffices
-        (2, "real", 3.0, "brick", "cpp"),  # triclinic
-        (3, "metal", 0.0, "tiled", "cpp"),  # recursive bisection: no direction stays periodic
+        (1, "metal", 0.0, "brick", "cpp", 0),
+        (2, "metal", 0.0, "brick", "cpp", 0),  # split along one direction, the others stay periodic
+        (2, "metal", 0.0, "brick", "numba", 0),  # the bridge is backend-agnostic: one case suffices
+        (2, "real", 3.0, "brick", "cpp", 0),  # triclinic
+        (2, "metal", 3.0, "brick", "cpp", 20),  # after 20 NPT steps have changed the box
+        (3, "metal", 0.0, "tiled", "cpp", 0),  # recursive bisection: no direction stays periodic
     ],
 )
-def test_first_step_equals_the_periodic_compute(tmp_path, ranks, units, tilt, comm_style, backend):
+def test_first_step_equals_the_periodic_compute(tmp_path, ranks, units, tilt, comm_style, backend, npt_steps):
     if backend not in BACKENDS:
         pytest.skip(f"backend {backend} is not available here")
+    args = {"units": units, "tilt": tilt, "comm_style": comm_style, "backend": backend, "npt_steps": npt_steps}
+    out = result_of(run("first_step", ranks, tmp_path, **args))
     numbers, positions, cell = lammps_driver.box(tilt)
+    if npt_steps:
+        assert not np.allclose(out["cell"], cell, atol=1e-4)
+        positions, cell = np.array(out["positions"]), np.array(out["cell"])
     reference = get_model("ani-1ccx", backend).compute(numbers, positions, cell, stress=True)
-    out = result_of(run("first_step", ranks, tmp_path, units=units, tilt=tilt, comm_style=comm_style, backend=backend))
     if comm_style == "brick":
         assert np.prod(out["procgrid"]) == ranks
-    n = len(numbers)
-    assert abs(out["energy"] - reference.energy) / n < 1e-6
+    assert abs(out["energy"] - reference.energy) / len(numbers) < 1e-6
     np.testing.assert_allclose(out["forces"], reference.forces, atol=5e-5)
     s = reference.stress
     voigt = [s[0, 0], s[1, 1], s[2, 2], s[0, 1], s[0, 2], s[1, 2]]
