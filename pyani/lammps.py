@@ -284,8 +284,10 @@ class _Bridge:
         tags = lmp.numpy.extract_atom("id", nelem=n_all).astype(np.int64)
         positions = lmp.numpy.extract_atom("x", nelem=n_all, dim=3)
         types = lmp.numpy.extract_atom("type", nelem=n_all)
-        keep = _one_copy_per_image(tags, positions, cell, kept) if kept.any() else slice(None)
-        domain = _Domain(self.numbers_of_type[types[keep]], np.array(positions[keep]), cell, kept, nlocal)
+        keep = _within_reach(positions, nlocal, cell, split, self.model.cutoff)
+        if kept.any():
+            keep = keep[_one_copy_per_image(tags[keep], positions[keep], cell, kept)]
+        domain = _Domain(self.numbers_of_type[types[keep]], positions[keep], cell, kept, nlocal)
         domain.tags = tags[keep]
         domain.exchanges_ghosts = True
         return domain
@@ -368,6 +370,23 @@ class _Evaluation:
 def _voigt(tensor: np.ndarray) -> np.ndarray:
     """LAMMPS's order: xx, yy, zz, xy, xz, yz."""
     return np.array([tensor[0, 0], tensor[1, 1], tensor[2, 2], tensor[0, 1], tensor[0, 2], tensor[1, 2]])
+
+
+def _within_reach(positions: np.ndarray, nlocal: int, cell: np.ndarray, split: np.ndarray, cutoff: float) -> np.ndarray:
+    """Indices of the local atoms and of the ghosts that may lie within the cutoff of one: LAMMPS
+    sends ghosts out to cutoff + skin, but only those within the cutoff change local energies."""
+    fractional = positions @ np.linalg.inv(cell)
+    # a step of length r changes fractional coordinate d by at most r * |column d of inv(cell)|
+    reach = cutoff * np.linalg.norm(np.linalg.inv(cell), axis=0) + 1e-9
+    ghosts = fractional[nlocal:]
+    near = np.ones(len(ghosts), dtype=bool)
+    for d in np.flatnonzero(split):
+        if nlocal == 0:
+            near[:] = False
+            break
+        own = fractional[:nlocal, d]
+        near &= (ghosts[:, d] > own.min() - reach[d]) & (ghosts[:, d] < own.max() + reach[d])
+    return np.concatenate([np.arange(nlocal), nlocal + np.flatnonzero(near)])
 
 
 def _one_copy_per_image(tags: np.ndarray, positions: np.ndarray, cell: np.ndarray, kept: np.ndarray) -> np.ndarray:
