@@ -219,21 +219,31 @@ class _Bridge:
     # -- the callback ------------------------------------------------------------------
 
     def callback(self, lmp, step, nlocal, tag, x, f):
-        """fix external pf/callback: set f (LAMMPS units) on local atoms, energy and virial."""
+        """fix external pf/callback: set f (LAMMPS units) on local atoms, energy and virial.
+
+        Everything that can fail runs between two collectives, inside the try: its error is
+        gathered with the energies, so every rank stops together instead of leaving others waiting.
+        """
+        # Atoms change ranks only when LAMMPS rebuilds its lists (neigh_ago is the same on every rank).
         rebuilt = self.lmp.extract_setting("neigh_ago") == 0 or self._owner is None
+        if rebuilt and self.comm.size > 1:  # more than one rank: some direction is split
+            self._map_owners(np.array(tag, dtype=np.int64))  # collective
+        outgoing = None
         try:
-            domain = self._domain(nlocal, tag, x)
+            domain = self._domain(nlocal, x)
             local = self._evaluate(domain) if nlocal or domain.n_ghosts else _Evaluation.empty()
             moved = self._moved(x, rebuilt)
+            if domain.exchanges_ghosts:
+                outgoing = self._ghost_forces(domain, local)
             message = ""
-        except Exception as err:  # reported collectively below, never left to hang other ranks
-            domain, local, moved, message = None, _Evaluation.empty(), 0.0, f"{type(err).__name__}: {err}"
-        sums = self.comm.gather_rows(np.array([local.energy, *local.virial, rebuilt, moved, bool(message)]))
+        except Exception as err:  # reported collectively below
+            local, moved, message = _Evaluation.empty(), 0.0, f"{type(err).__name__}: {err}"
+        sums = self.comm.gather_rows(np.array([local.energy, *local.virial, moved, bool(message)]))
         if sums[:, -1].any():
             messages = self.comm.gather_objects(message)
             rank = int(np.flatnonzero(sums[:, -1])[0])
             return self._fail(f"pyani on MPI rank {rank}: {messages[rank]}", f)
-        if domain is not None and domain.exchanges_ghosts:
+        if outgoing is not None:
             moved = sums[:, -2].max()
             if 2 * moved > self.ghost_cutoff - self.model.cutoff + 1e-9:
                 return self._fail(
@@ -243,7 +253,10 @@ class _Bridge:
                     "rebuild neighbour lists when atoms move (neigh_modify every 1 delay 0 check yes)",
                     f,
                 )
-            self._send_ghost_forces(domain, local, rebuild_maps=sums[:, 7].any())
+            received = self.comm.exchange(*outgoing)  # collective
+            index = self._local_index[received[:, 0].astype(np.int64)]
+            for k in range(3):
+                local.forces[:nlocal, k] += np.bincount(index, weights=received[:, 1 + k], minlength=nlocal)
         f[:] = local.forces[:nlocal] * self.energy_unit
         total = sums[:, :7].sum(axis=0) * self.energy_unit
         self.lmp.fix_external_set_energy_global(self.fix_id, float(total[0]))
@@ -264,7 +277,7 @@ class _Bridge:
 
     # -- this rank's domain ------------------------------------------------------------
 
-    def _domain(self, nlocal: int, tag, x) -> _Domain:
+    def _domain(self, nlocal: int, x) -> _Domain:
         lmp = self.lmp
         boxlo, boxhi, xy, yz, xz, periodicity, _ = lmp.extract_box()
         cell = np.array([[boxhi[0] - boxlo[0], 0, 0], [xy, boxhi[1] - boxlo[1], 0], [xz, yz, boxhi[2] - boxlo[2]]])
@@ -322,25 +335,24 @@ class _Bridge:
             return 0.0
         return float(np.sqrt(((x - self._reference) ** 2).sum(axis=1).max())) if len(x) else 0.0
 
-    def _send_ghost_forces(self, domain: _Domain, local: _Evaluation, rebuild_maps: bool) -> None:
-        """Add each ghost atom's force to the rank that owns the atom."""
-        nlocal = domain.nlocal
-        if rebuild_maps:  # atoms change ranks only when LAMMPS rebuilds its lists (collective)
-            tags_here = domain.tags[:nlocal]
-            all_tags, counts = self.comm.concatenate(tags_here)
-            size = int(all_tags.max()) + 1 if len(all_tags) else 1
-            self._owner = np.zeros(size, dtype=np.int64)
-            self._owner[all_tags] = np.repeat(np.arange(self.comm.size), counts)
-            self._local_index = np.full(size, -1, dtype=np.int64)
-            self._local_index[tags_here] = np.arange(nlocal)
-        ghost_forces = local.forces[nlocal:]
+    def _map_owners(self, local_tags: np.ndarray) -> None:
+        """Which rank owns each atom id, and the local index of the atoms owned here."""
+        all_tags, counts = self.comm.concatenate(local_tags)
+        size = int(all_tags.max()) + 1 if len(all_tags) else 1
+        self._owner = np.zeros(size, dtype=np.int64)
+        self._owner[all_tags] = np.repeat(np.arange(self.comm.size), counts)
+        self._local_index = np.full(size, -1, dtype=np.int64)
+        self._local_index[local_tags] = np.arange(len(local_tags))
+
+    def _ghost_forces(self, domain: _Domain, local: _Evaluation) -> tuple[np.ndarray, np.ndarray]:
+        """Rows (atom id, force) of the ghosts with a force, and the ranks that own those atoms."""
+        ghost_forces = local.forces[domain.nlocal :]
         touched = np.flatnonzero(np.any(ghost_forces != 0.0, axis=1))
-        ghost_tags = domain.tags[nlocal:][touched]
+        ghost_tags = domain.tags[domain.nlocal :][touched]
+        if len(ghost_tags) and (ghost_tags.max() >= len(self._owner) or ghost_tags.min() < 1):
+            raise RuntimeError("a ghost atom's id is not among the ranks' local atoms")
         rows = np.column_stack([ghost_tags.astype(np.float64), ghost_forces[touched]])
-        received = self.comm.exchange(rows, self._owner[ghost_tags])
-        index = self._local_index[received[:, 0].astype(np.int64)]
-        for k in range(3):
-            local.forces[:nlocal, k] += np.bincount(index, weights=received[:, 1 + k], minlength=nlocal)
+        return rows, self._owner[ghost_tags]
 
 
 class _Domain:
