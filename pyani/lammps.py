@@ -389,17 +389,14 @@ def _voigt(tensor: np.ndarray) -> np.ndarray:
 def _within_reach(positions: np.ndarray, nlocal: int, cell: np.ndarray, split: np.ndarray, cutoff: float) -> np.ndarray:
     """Indices of the local atoms and of the ghosts that may lie within the cutoff of one: LAMMPS
     sends ghosts out to cutoff + skin, but only those within the cutoff change local energies."""
-    fractional = positions @ np.linalg.inv(cell)
-    # a step of length r changes fractional coordinate d by at most r * |column d of inv(cell)|
-    reach = cutoff * np.linalg.norm(np.linalg.inv(cell), axis=0) + 1e-9
-    ghosts = fractional[nlocal:]
-    near = np.ones(len(ghosts), dtype=bool)
-    for d in np.flatnonzero(split):
-        if nlocal == 0:
-            near[:] = False
-            break
-        own = fractional[:nlocal, d]
-        near &= (ghosts[:, d] > own.min() - reach[d]) & (ghosts[:, d] < own.max() + reach[d])
+    inverse = np.linalg.inv(cell)
+    near = np.full(len(positions) - nlocal, nlocal > 0)
+    for d in np.flatnonzero(split) if nlocal else ():
+        fractional = positions @ inverse[:, d]
+        # a step of length r changes fractional coordinate d by at most r * |column d of inv(cell)|
+        reach = cutoff * np.linalg.norm(inverse[:, d]) + 1e-9
+        own, ghosts = fractional[:nlocal], fractional[nlocal:]
+        near &= (ghosts > own.min() - reach) & (ghosts < own.max() + reach)
     return np.concatenate([np.arange(nlocal), nlocal + np.flatnonzero(near)])
 
 
@@ -407,11 +404,15 @@ def _one_copy_per_image(tags: np.ndarray, positions: np.ndarray, cell: np.ndarra
     """Indices of the atoms to evaluate when some directions stay periodic: of the copies of an
     atom that differ only by lattice vectors along those directions, the first (local atoms come
     first, so a local atom is always kept)."""
-    _, first, inverse = np.unique(tags, return_index=True, return_inverse=True)
-    shift = np.rint((positions - positions[first[inverse]]) @ np.linalg.inv(cell)).astype(np.int64)
+    if len(tags) == 0:
+        return np.zeros(0, dtype=np.int64)
+    first = np.empty(tags.max() + 1, dtype=np.int64)
+    first[tags[::-1]] = np.arange(len(tags) - 1, -1, -1)  # the last write wins: the first copy
+    offset = positions - positions[first[tags]]
+    inverse = np.linalg.inv(cell)
     key = tags.copy()
-    for d in np.flatnonzero(~kept):
-        key = key * 64 + (shift[:, d] + 32)  # images along a split direction are distinct atoms
+    for d in np.flatnonzero(~kept):  # images along a split direction are distinct atoms
+        key = key * 64 + (np.rint(offset @ inverse[:, d]).astype(np.int64) + 32)
     _, keep = np.unique(key, return_index=True)
     keep.sort()
     return keep
