@@ -78,18 +78,29 @@ def attach(lmp, model, elements, *, fix_id: str = "pyani", skin: float = DEFAULT
         raise ValueError(f"fix_id must be letters, digits and underscores, got {fix_id!r}")
 
     comm = _Communicator(lmp)
-    units = lmp.extract_global("units")
-    if units not in ENERGY_PER_HARTREE:
-        raise ValueError(f"LAMMPS units {units!r} are not supported: use `units metal` or `units real`")
-    if not lmp.extract_setting("box_exist"):
-        raise ValueError("LAMMPS has no simulation box yet: attach after create_box/read_data")
-    if lmp.extract_setting("dimension") != 3:
-        raise ValueError("pyani needs a 3d LAMMPS system (dimension 3)")
-    if lmp.has_id("fix", fix_id):
-        raise ValueError(f"fix_id {fix_id!r} is already a LAMMPS fix")
-    if not isinstance(model, Model):
-        model = load(model, n_threads=comm.cores_per_rank())
-    numbers_of_type = _numbers_of_types(elements, lmp.extract_setting("ntypes"), model)
+    cores = comm.cores_per_rank()  # collective
+    try:  # what may fail on some ranks only (a model file missing on a node) fails on all
+        units = lmp.extract_global("units")
+        if units not in ENERGY_PER_HARTREE:
+            raise ValueError(f"LAMMPS units {units!r} are not supported: use `units metal` or `units real`")
+        if not lmp.extract_setting("box_exist"):
+            raise ValueError("LAMMPS has no simulation box yet: attach after create_box/read_data")
+        if lmp.extract_setting("dimension") != 3:
+            raise ValueError("pyani needs a 3d LAMMPS system (dimension 3)")
+        if lmp.has_id("fix", fix_id):
+            raise ValueError(f"fix_id {fix_id!r} is already a LAMMPS fix")
+        if not isinstance(model, Model):
+            model = load(model, n_threads=cores)
+        numbers_of_type = _numbers_of_types(elements, lmp.extract_setting("ntypes"), model)
+        failure = None
+    except Exception as err:
+        failure = err
+    messages = comm.gather_objects(None if failure is None else f"{type(failure).__name__}: {failure}")
+    if failure is not None:
+        raise failure
+    for rank, message in enumerate(messages):
+        if message is not None:
+            raise RuntimeError(f"pyani.lammps.attach failed on MPI rank {rank}: {message}")
 
     needed = model.cutoff + skin
     if comm.size > 1:

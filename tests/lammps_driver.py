@@ -150,6 +150,8 @@ def attach(args: dict, comm) -> dict:
     lmp, model = setup(args, comm)
     if args.get("fail_on_rank") == comm.rank:
         model.compute = fail  # a pyani error on one rank only
+    if str(comm.rank) in args.get("model_on_rank", {}):
+        model = args["model_on_rank"][str(comm.rank)]  # e.g. a file that only some nodes have
     pyani.lammps.attach(lmp, model, args["elements"], **args.get("options", {}))
     lmp.commands_string(
         """
