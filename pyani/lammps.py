@@ -64,6 +64,7 @@ def attach(lmp, model, elements, *, fix_id: str = "pyani", skin: float = DEFAULT
         one rank ghost atoms must reach cutoff + skin: ``comm_modify cutoff`` is raised to that
         if it is shorter, and a run stops with an error if atoms ever move further than the
         ghosts cover (a larger skin than given here, or neighbour lists not rebuilt on time).
+        One rank needs no ghosts, but gets the same cutoff (LAMMPS warns without one).
 
     Errors in the set-up raise here, on every rank alike. An error during a run (a rank's pyani
     call failing, atoms outside the ghosts' reach) stops every rank: the message goes to stderr
@@ -102,14 +103,13 @@ def attach(lmp, model, elements, *, fix_id: str = "pyani", skin: float = DEFAULT
         if message is not None:
             raise RuntimeError(f"pyani.lammps.attach failed on MPI rank {rank}: {message}")
 
+    # One rank needs no ghosts (every periodic direction stays periodic), but without them
+    # LAMMPS warns that forces may be wrong: it gets the same cutoff.
     needed = model.cutoff + skin
-    if comm.size > 1:
-        cutoff = _communication_cutoff(lmp, comm)
-        if cutoff < needed:
-            lmp.command(f"comm_modify cutoff {needed:.10g}")
-            cutoff = needed
-    else:
-        cutoff = np.inf  # one rank: every periodic direction stays periodic, no ghosts needed
+    cutoff = _communication_cutoff(lmp, comm)
+    if cutoff < needed:
+        lmp.command(f"comm_modify cutoff {needed:.10g}")
+        cutoff = needed
 
     bridge = _Bridge(lmp, model, numbers_of_type, comm, ENERGY_PER_HARTREE[units], cutoff)
     lmp.command(f"fix {fix_id} all external pf/callback 1 1")

@@ -88,12 +88,14 @@ def main() -> None:
         read_data {data}
         neighbor 2.0 bin
         neigh_modify every 1 delay 0 check yes
+        atom_modify sort 1000 2.6
         thermo_style custom step time temp pe etotal press density
         thermo 20
         """
     )
-    # pyani evaluates every rank's atoms; with more than one rank it sets comm_modify cutoff
-    # to its cutoff + the neighbour skin (2.0 here, LAMMPS's default).
+    # pyani evaluates every rank's atoms; it sets comm_modify cutoff to its cutoff + the
+    # neighbour skin (2.0 here, LAMMPS's default). Without a pair style LAMMPS has no bin size
+    # for its spatial sort of the atoms: atom_modify above gives one.
     pyani.lammps.attach(lmp, args.model, ["O", "H"], skin=2.0)
 
     lmp.command(f"minimize 0 1e-3 {args.minimize_steps} {10 * args.minimize_steps}")
