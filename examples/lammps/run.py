@@ -111,20 +111,19 @@ def main() -> None:
         thermo_style custom step time temp pe etotal press
         """
     )
-    start, e0 = time.perf_counter(), None
-    etotal = []
-    for _ in range(max(1, args.nve_steps // 20)):
-        lmp.command("run 20" if e0 is None else "run 20 pre no post no")
+    etotal = [lmp.get_thermo("etotal")]  # at the end of NVT: the state NVE starts from
+    start = time.perf_counter()
+    for chunk in range(max(1, args.nve_steps // 20)):
+        lmp.command("run 20 pre no post no" if chunk else "run 20")
         etotal.append(lmp.get_thermo("etotal"))
-        e0 = etotal[0] if e0 is None else e0
     seconds = time.perf_counter() - start
     if comm.rank == 0:
         n = lmp.get_natoms()
         unit = "eV" if metal else "kcal/mol"
         drift = (etotal[-1] - etotal[0]) / n
         spread = (max(etotal) - min(etotal)) / n
-        steps = 20 * len(etotal)
-        print(f"NVE: {steps} steps of 0.5 fs on {comm.size} rank(s), {seconds:.1f} s")
+        steps = 20 * (len(etotal) - 1)
+        print(f"NVE: {steps} steps of 0.5 fs ({steps / 2000:g} ps) on {comm.size} rank(s), {seconds:.1f} s")
         print(f"NVE total energy: drift {drift:+.2e} {unit}/atom, spread {spread:.2e} {unit}/atom")
         print(f"speed: {n * steps / seconds:.0f} atom-steps/s")
 
