@@ -108,7 +108,6 @@ def main() -> None:
         run {args.nvt_steps}
         unfix thermostat
         fix integrate all nve
-        thermo_style custom step time temp pe etotal press
         """
     )
     etotal = [lmp.get_thermo("etotal")]  # at the end of NVT: the state NVE starts from
