@@ -102,3 +102,20 @@ def test_a_bad_setup_stops_every_rank_with_one_message(tmp_path, ranks, args, me
     assert process.returncode != 0
     assert "RESULT" not in process.stdout
     assert message in process.stderr, process.stderr
+
+
+def test_ghost_selection_keeps_one_copy_per_periodic_image_and_only_atoms_in_reach():
+    from pyani.lammps import _one_copy_per_image, _within_reach
+
+    cell = np.diag([10.0, 8.0, 6.0])
+    kept = np.array([False, True, True])  # x is split between ranks, y and z stay periodic
+    # locals: ids 1, 2; ghosts: id 3, its y image, its x image (another atom in a non-periodic
+    # direction), id 1's z image, and id 4 far along x
+    tags = np.array([1, 2, 3, 3, 3, 1, 4])
+    positions = np.array(
+        [[1.0, 1, 1], [2.0, 2, 2], [-1.0, 3, 3], [-1.0, 11, 3], [9.0, 3, 3], [1.0, 1, 7], [-9.0, 1, 1]]
+    )
+    np.testing.assert_array_equal(_one_copy_per_image(tags, positions, cell, kept), [0, 1, 2, 4, 6])
+    # within 5.2 A of the locals' x extent [1, 2]: all but x = 9 and x = -9
+    np.testing.assert_array_equal(_within_reach(positions, 2, cell, ~kept, 5.2), [0, 1, 2, 3, 5])
+    assert list(_within_reach(positions, 0, cell, ~kept, 5.2)) == []  # no local atoms: no ghost matters
