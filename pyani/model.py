@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _backend, _runtime, _validate
+from . import _backend, _inputs, _runtime, _validate
 
 #: Models shipped inside the package (pyani/models/*.onnx), by canonical name.
 SHIPPED = {"ani-1x": "ani-1x.onnx", "ani-1ccx": "ani-1ccx.onnx"}
@@ -242,10 +242,16 @@ class Model:
             f"members={self.ensemble_size}, backend={self.backend}, device={self.device}>"
         )
 
+    def ase(self, **kwargs):
+        """An ASE calculator (eV, Angstrom) running this model: ``atoms.calc = model.ase()``."""
+        from .ase import ANICalculator
+
+        return ANICalculator(model=self, **kwargs)
+
     def compute(
         self,
         numbers,
-        positions,
+        positions=None,
         cell=None,
         pbc=None,
         *,
@@ -256,11 +262,16 @@ class Model:
         """Energy (Hartree) and, on request, forces (Hartree/Angstrom), stress
         (Hartree/Angstrom^3) and atomic energies of one structure or a padded batch.
 
-        numbers: atomic numbers [N], or [B, N] padded with -1.
+        numbers: atomic numbers or chemical symbols ("C", "Cl") [N], or [B, N] padded with -1;
+            or an ase.Atoms (then positions, cell and pbc come from it and must be None); or
+            structures of different sizes: a list of ase.Atoms, or one list of numbers and
+            one of positions per structure. Such lists give energies [B], member energies
+            [B, M] and stress [B, 3, 3], and forces / atomic energies as lists of [N_b, ...].
         positions: Angstrom, [N, 3] or [B, N, 3].
         cell: [3, 3] (rows are lattice vectors, Angstrom) or [B, 3, 3]; None for molecules.
         pbc: bool or [3] bools; defaults to True in all directions when a cell is given.
         """
+        numbers, positions, cell, pbc, lengths = _inputs.to_arrays(numbers, positions, cell, pbc)
         forces = _validate.flag(forces, "forces")
         stress = _validate.flag(stress, "stress")
         atomic = _validate.flag(atomic, "atomic")
@@ -353,4 +364,4 @@ class Model:
                 virial = np.stack([vectors[s:e].T @ grad_vectors[s:e] for s, e in zip(bounds[:-1], bounds[1:])])
                 sigma = virial / volumes[:, None, None]
                 result.stress = sigma if batched else sigma[0]
-        return result
+        return _inputs.split(result, lengths)
