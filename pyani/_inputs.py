@@ -164,21 +164,34 @@ def _list_of_atoms(structures):
     return padded_z, padded_r, np.stack(cells), pbcs[0]
 
 
+def _structure_numbers(numbers) -> list:
+    """numbers[b] of each structure as a 1-D array of atomic numbers (or of what compute's
+    own checks will reject with their message)."""
+    out = []
+    for b, z in enumerate(numbers):
+        z = _symbols_to_numbers(z, f"numbers[{b}]")
+        if _ragged_path(z, f"numbers[{b}]") or np.ndim(z) != 1:
+            raise ValueError(
+                f"numbers must have shape (n_atoms,) or (n_structures, n_atoms): numbers[{b}] is not a flat "
+                "list of atomic numbers or chemical symbols"
+            )
+        z = np.asarray(z)
+        if z.dtype.kind not in "iuf":
+            raise TypeError(f"numbers[{b}] must be integers (atomic numbers) or chemical symbols, got dtype {z.dtype}")
+        out.append(z)
+    return out
+
+
 def _list_of_structures(numbers, positions):
     """Per-structure numbers and positions (lists, maybe of different sizes) -> padded batch
     and the sizes, or the stacked batch and None when all sizes agree."""
+    per_z = _structure_numbers(numbers)
     if not _is_sequence(positions):
         raise TypeError(f"positions must hold one [n_atoms, 3] array per structure of numbers, got {positions!r}")
     if len(positions) != len(numbers):
         raise ValueError(f"positions has {len(positions)} structures but numbers has {len(numbers)}")
-    per_z, per_r = [], []
-    for b, (z, r) in enumerate(zip(numbers, positions)):
-        z = _symbols_to_numbers(z, f"numbers[{b}]")
-        if _ragged_path(z, f"numbers[{b}]") or np.ndim(z) != 1:
-            raise ValueError(f"numbers[{b}] must be a flat list of atomic numbers or chemical symbols")
-        z = np.asarray(z)
-        if z.dtype.kind not in "iuf":
-            raise TypeError(f"numbers[{b}] must be integers (atomic numbers) or chemical symbols, got dtype {z.dtype}")
+    per_r = []
+    for b, (z, r) in enumerate(zip(per_z, positions)):
         r = _float_array(r, f"positions[{b}]")
         try:
             r = np.array(r, dtype=np.float64)
@@ -188,7 +201,6 @@ def _list_of_structures(numbers, positions):
             raise ValueError(
                 f"positions[{b}] must have shape ({len(z)}, 3) to match numbers[{b}] ({len(z)} atoms), got {r.shape}"
             )
-        per_z.append(z)
         per_r.append(r)
     lengths = [len(z) for z in per_z]
     if len(set(lengths)) == 1:
@@ -231,6 +243,9 @@ def to_arrays(numbers, positions, cell, pbc):
         numbers, positions, lengths = _list_of_structures(structures, positions)
     else:
         numbers = _symbols_to_numbers(numbers, "numbers")
+        where = _ragged_path(numbers, "numbers") if isinstance(numbers, (list, tuple)) else None
+        if where:
+            raise ValueError(f"numbers is ragged: {where}")
         positions, lengths = _float_array(positions, "positions"), None
     if cell is not None:
         cell = _float_array(cell, "cell")
