@@ -107,6 +107,18 @@ def test_recomputes_only_when_atoms_change(model):
     atoms.set_cell(atoms.cell * 1.01, scale_atoms=True)
     atoms.get_potential_energy()
     assert counter.neighbor_list_builds == 4
+    atoms.set_cell(atoms.cell * 1.01)  # the cell alone
+    atoms.get_potential_energy()
+    atoms.pbc = [True, True, False]
+    atoms.get_potential_energy()
+    atoms.numbers[0] = 7
+    atoms.get_potential_energy()
+    assert counter.neighbor_list_builds == 7
+    atoms.set_initial_magnetic_moments(np.ones(len(atoms)))  # ANI has no spin: nothing to redo
+    atoms.get_potential_energy()
+    assert counter.neighbor_list_builds == 7
+    want = model.compute(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc)
+    assert atoms.get_potential_energy() == want.energy * units.Hartree
 
 
 def test_constraints_are_applied_by_ase(model):
