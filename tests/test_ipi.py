@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import ase.io
@@ -18,6 +20,8 @@ from ase.build import molecule
 from ase.calculators.socketio import SocketIOCalculator
 from conftest import BACKENDS, get_model
 from oracles import water_box
+
+from pyani import ipi
 
 #: Client start-up (imports, model load) on a busy 2-core machine.
 START = 60
@@ -135,52 +139,75 @@ def _overlapping_atoms(conn):
     _posdata(conn, 3)  # all three atoms at the origin: compute's own error
 
 
+class InProcessClient:
+    """main(argv) in a thread: the same code path as the command without a new Python's
+    start-up (seconds on a busy machine); its stderr is what capsys captures."""
+
+    def __init__(self, argv):
+        self.returncode = None
+        self.thread = threading.Thread(target=self._run, args=(argv,), daemon=True)
+        self.thread.start()
+
+    def _run(self, argv):
+        self.returncode = ipi.main(argv)
+
+    def wait(self, timeout):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the client hangs"
+        return self.returncode
+
+
 @pytest.mark.parametrize(
-    ("server", "message"),
+    ("server", "message", "as_process"),
     [
-        (_garbage_header, r"the server sent b'HELLO WORLD!', not an i-PI message"),
-        (_half_a_header, "timed out after 3 s waiting for a message header"),
-        (_wrong_atom_count, "the server sent 4 atoms but STRUCTURE has 3"),
-        (_half_the_positions, "timed out after 3 s waiting for the positions"),
-        (_nan_positions, "positions or a cell that are not finite"),
-        (_forces_first, r"asked for forces \(GETFORCE\) before sending positions"),
-        (_silence, "timed out after 3 s waiting for a message$"),
-        (_huge_init, "INIT message announces 2147483647 bytes"),
-        (_overlapping_atoms, "positions: atoms 0 and 1 .* at the same place"),
+        (_garbage_header, r"the server sent b'HELLO WORLD!', not an i-PI message", True),
+        (_wrong_atom_count, "the server sent 4 atoms but STRUCTURE has 3", True),
+        (_half_a_header, "timed out after 2 s waiting for a message header", False),
+        (_half_the_positions, "timed out after 2 s waiting for the positions", False),
+        (_nan_positions, "positions or a cell that are not finite", False),
+        (_forces_first, r"asked for forces \(GETFORCE\) before sending positions", False),
+        (_silence, "timed out after 2 s waiting for a message$", False),
+        (_huge_init, "INIT message announces 2147483647 bytes", False),
+        (_overlapping_atoms, "positions: atoms 0 and 1 .* at the same place", False),
     ],
 )
-def test_misbehaving_server_ends_the_client_cleanly(tmp_path, server, message):
+def test_misbehaving_server_ends_the_client_cleanly(tmp_path, capsys, server, message, as_process):
     name = socket_name(server.__name__)
     path = f"/tmp/ipi_{name}"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
+    argv = [str(_water_file(tmp_path)), "--unix", name, "--backend", BACKENDS[0], "--timeout", "2"]
     proc = None
     try:
         listener.listen(1)
         listener.settimeout(START)
-        proc = client(_water_file(tmp_path), name, BACKENDS[0], "--timeout", "3")
+        proc = client(argv[0], name, BACKENDS[0], "--timeout", "2") if as_process else InProcessClient(argv)
         conn, _ = listener.accept()
         with conn:
             conn.settimeout(10)
             start = time.monotonic()
             server(conn)
-            _, err = proc.communicate(timeout=30)
+            if as_process:
+                _, err = proc.communicate(timeout=30)
+            else:
+                proc.wait(timeout=30)
+                err = capsys.readouterr().err
             elapsed = time.monotonic() - start
     finally:
         listener.close()
         os.unlink(path)
-        if proc is not None and proc.poll() is None:
+        if as_process and proc is not None and proc.poll() is None:
             proc.kill()
             proc.communicate()
     assert proc.returncode == 1
-    assert elapsed < 10
+    assert elapsed < 8
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith("pyani.ipi: error: ")
-    assert __import__("re").search(message, lines[0]), lines[0]
+    assert re.search(message, lines[0]), lines[0]
 
 
-def test_command_line_errors(tmp_path):
+def test_command_line_errors(tmp_path, capsys):
     bad = tmp_path / "bad.xyz"
     bad.write_text("not a structure\n")
     sulfur = tmp_path / "h2s.xyz"
@@ -191,16 +218,22 @@ def test_command_line_errors(tmp_path):
         ([str(tmp_path / "missing.xyz"), "--unix", "x"], "could not read STRUCTURE"),
         ([str(sulfur), "--unix", "x"], "STRUCTURE has elements the model lacks: S"),
         ([str(water), "--address", "localhost"], "--address must be HOST:PORT"),
+        ([str(water), "--address", "localhost:http"], "--address must be HOST:PORT"),
         ([str(water), "--unix", socket_name("nobody"), "--timeout", "1"], "could not connect to /tmp/ipi_pyani_test"),
         ([str(water), "--unix", "x", "--timeout", "0"], "--timeout must be > 0"),
+        ([str(water), "--unix", "x", "--model", "ani-3000"], "neither a known model"),
     ]
     for argv, message in cases:
-        start = time.monotonic()
-        run = subprocess.run(
-            [sys.executable, "-m", "pyani.ipi", *argv], capture_output=True, text=True, timeout=START, check=False
-        )
-        assert run.returncode == 1, (argv, run.stderr)
-        assert run.stderr.count("\n") == 1 and message in run.stderr, (argv, run.stderr)
-        assert time.monotonic() - start < START
-    usage = subprocess.run([sys.executable, "-m", "pyani.ipi", str(water)], capture_output=True, text=True, check=False)
-    assert usage.returncode == 2 and "one of the arguments --address --unix is required" in usage.stderr
+        assert ipi.main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, (argv, err)
+    # The command itself: one line and status 1 for an error, argparse's usage and 2 for bad arguments.
+    run = subprocess.run(
+        [sys.executable, "-m", "pyani.ipi", str(bad), "--unix", "x"], capture_output=True, text=True, timeout=START
+    )
+    assert run.returncode == 1 and run.stderr.startswith("pyani.ipi: error: could not read STRUCTURE")
+    assert run.stderr.count("\n") == 1
+    with pytest.raises(SystemExit) as usage:
+        ipi.main([str(water)])
+    assert usage.value.code == 2
+    assert "one of the arguments --address --unix is required" in capsys.readouterr().err
