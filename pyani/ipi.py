@@ -195,6 +195,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="networks' device")
     parser.add_argument("--threads", type=int, default=0, help="threads (default 0: all cores)")
     parser.add_argument(
+        "--skin", type=float, default=0.0, help="Verlet skin in Angstrom for MD (e.g. 1.0; default 0: no reuse)"
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=600.0,
@@ -227,7 +230,7 @@ def _run(args) -> int:
     except Exception as err:  # ase.io raises many kinds; all mean the same to the user
         raise ValueError(f"could not read STRUCTURE {args.structure!r}: {err}") from None
     numbers = np.array(atoms.numbers, dtype=np.int64)
-    model = pyani.load(args.model, backend=args.backend, device=args.device, n_threads=args.threads)
+    model = pyani.load(args.model, backend=args.backend, device=args.device, n_threads=args.threads, skin=args.skin)
     unknown = sorted(set(atoms.get_chemical_symbols()) - set(model.elements))
     if unknown:
         raise ValueError(f"STRUCTURE has elements the model lacks: {', '.join(unknown)}; it knows {model.elements}")

@@ -33,7 +33,9 @@ MIN_DISTANCE = 1e-6
 class Result:
     """What ``Model.compute`` returns. Hartree and Angstrom throughout.
 
-    For a batch every field gains a leading structure axis; padding atoms get zeros.
+    For a batch every field gains a leading structure axis; padding atoms get zeros. For
+    structures of different sizes (a list of ase.Atoms, ragged lists) forces and
+    atomic_energies are lists of [N_b, ...] arrays instead, one per structure.
     """
 
     energy: float | np.ndarray

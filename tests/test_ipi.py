@@ -222,6 +222,7 @@ def test_command_line_errors(tmp_path, capsys):
         ([str(water), "--unix", socket_name("nobody"), "--timeout", "1"], "could not connect to /tmp/ipi_pyani_test"),
         ([str(water), "--unix", "x", "--timeout", "0"], "--timeout must be > 0"),
         ([str(water), "--unix", "x", "--model", "ani-3000"], "neither a known model"),
+        ([str(water), "--unix", "x", "--skin", "-1"], "skin must be a finite length >= 0"),
     ]
     for argv, message in cases:
         assert ipi.main(argv) == 1, argv
