@@ -12,7 +12,8 @@ reference Python ($REF_PYTHON from /work/shared/tools/setup_reference_env.sh) wh
 set: float32, cell list for the box, its ``model.ase()`` calculator.
 
 --nve runs 2 ps of NVE (0.5 fs) of a 64-water box (FIRE-relaxed to 0.05 eV/A, then 300 K)
-and reports the energy drift in eV/atom/ps (a least-squares slope); a few minutes.
+and reports the energy drift in eV/atom/ps (least-squares slope after the first 0.1 ps, and
+from 0); a few minutes.
 """
 
 from __future__ import annotations
@@ -208,9 +209,14 @@ def nve_drift(threads):
     seconds = time.perf_counter() - start
     per_atom = energies / len(atoms)
     picoseconds = np.arange(steps + 1) * 0.5e-3
-    slope = np.polyfit(picoseconds, per_atom, 1)[0]
+    # The first ~0.05 ps shift the total energy by ~1e-4 eV/atom as the kinetic energy
+    # spreads into the O-H stretches (Verlet's energy error grows with (omega dt)^2): the
+    # drift is the slope after the first 0.1 ps.
+    settled = picoseconds >= 0.1
+    slope = np.polyfit(picoseconds[settled], per_atom[settled], 1)[0]
     return {
         "drift_ev_per_atom_ps": float(slope),
+        "drift_ev_per_atom_ps_from_0": float(np.polyfit(picoseconds, per_atom, 1)[0]),
         "max_deviation_ev_per_atom": float(np.abs(per_atom - per_atom[0]).max()),
         "final_temperature_k": float(atoms.get_temperature()),
         "seconds": seconds,
@@ -253,7 +259,8 @@ def main(argv=None):
         results["nve"] = nve_drift(args.threads)
         nve = results["nve"]
         print(
-            f"\nNVE, 64 waters, 2 ps at 0.5 fs: drift {nve['drift_ev_per_atom_ps']:.2e} eV/atom/ps, max deviation "
+            f"\nNVE, 64 waters, 2 ps at 0.5 fs: drift {nve['drift_ev_per_atom_ps']:.2e} eV/atom/ps after 0.1 ps "
+            f"({nve['drift_ev_per_atom_ps_from_0']:.2e} from 0), max deviation "
             f"{nve['max_deviation_ev_per_atom']:.2e} eV/atom, {nve['final_temperature_k']:.0f} K at the end, "
             f"{nve['seconds']:.0f} s ({nve['seconds'] / nve['steps'] * 1e3:.1f} ms/step)"
         )
