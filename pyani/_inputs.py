@@ -128,7 +128,7 @@ def _must_be_none(given: dict, what: str) -> None:
 def _pad(numbers: list, positions: list):
     """Padded batch (-1 / zeros) of per-structure arrays."""
     width = max(len(z) for z in numbers)
-    dtype = np.result_type(*numbers)
+    dtype = np.result_type(np.int8, *numbers)  # signed, for the -1 (uint8 numbers are fine)
     out_z = np.full((len(numbers), width), -1, dtype=dtype)
     out_r = np.zeros((len(numbers), width, 3))
     for b, (z, r) in enumerate(zip(numbers, positions)):
@@ -169,6 +169,8 @@ def _structure_numbers(numbers) -> list:
     own checks will reject with their message)."""
     out = []
     for b, z in enumerate(numbers):
+        if _is_atoms(z):
+            raise TypeError(f"numbers[{b}] is an ase.Atoms but numbers[0] is not: give only Atoms, or only lists")
         z = _symbols_to_numbers(z, f"numbers[{b}]")
         if _ragged_path(z, f"numbers[{b}]") or np.ndim(z) != 1:
             raise ValueError(
@@ -176,6 +178,8 @@ def _structure_numbers(numbers) -> list:
                 "list of atomic numbers or chemical symbols"
             )
         z = np.asarray(z)
+        if len(z) == 0:
+            raise ValueError(f"numbers[{b}] has no atoms: every structure needs at least one")
         if z.dtype.kind not in "iuf":
             raise TypeError(f"numbers[{b}] must be integers (atomic numbers) or chemical symbols, got dtype {z.dtype}")
         out.append(z)

@@ -77,6 +77,9 @@ def test_ragged_lists_equal_padded_batch(model):
     symbols = [["C", "H", "H", "H", "H"], ["O", "H", "H"], list(ETHANOL.get_chemical_symbols())]
     again = model.compute(symbols, [r.tolist() for _, r in structures], atomic=True)
     assert_same(again, got, atoms=False)
+    # Any integer type, even unsigned (padding is -1 inside).
+    unsigned = model.compute([np.array(z, dtype=np.uint8) for z, _ in structures], [r for _, r in structures])
+    assert_same(unsigned, got, atoms=False)
     # Equal sizes written as lists take the plain batch path: arrays, not lists.
     same = model.compute([METHANE_Z, METHANE_Z], [METHANE_R, METHANE_R + 0.01])
     assert same.forces.shape == (2, 5, 3)
@@ -201,6 +204,8 @@ def _h2(**kwargs):
             r"positions\[1\] is ragged: positions\[1\]\[1\] has 2 items",
         ),
         (([METHANE_Z, WATER_Z], [METHANE_R, WATER_R * np.nan]), {}, ValueError, "positions contains NaN"),
+        (([METHANE_Z, []], [METHANE_R, []]), {}, ValueError, r"numbers\[1\] has no atoms"),
+        (([METHANE_Z, ETHANOL], [METHANE_R, WATER_R]), {}, TypeError, r"numbers\[1\] is an ase.Atoms but numbers\[0\]"),
         # ase.Atoms
         ((ETHANOL, ETHANOL.positions), {}, TypeError, "positions must be None when numbers is an ase.Atoms"),
         ((ETHANOL,), {"cell": np.eye(3) * 9}, TypeError, "cell must be None when numbers is an ase.Atoms"),
