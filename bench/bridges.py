@@ -11,9 +11,9 @@ ANICalculator; "i-PI step" the same with ASE's SocketIOCalculator talking to
 reference Python ($REF_PYTHON from /work/shared/tools/setup_reference_env.sh) when that is
 set: float32, cell list for the box, its ``model.ase()`` calculator.
 
---nve runs 2 ps of NVE (0.5 fs) of a 64-water box (FIRE-relaxed to 0.05 eV/A, then 300 K)
-and reports the energy drift in eV/atom/ps (least-squares slope after the first 0.1 ps, and
-from 0); a few minutes.
+--nve runs 2 ps of NVE (0.5 fs; --nve-timestep, --nve-ps) of a 64-water box (FIRE-relaxed
+to 0.05 eV/A, then 300 K) and reports the energy drift in eV/atom/ps (least-squares slope
+after the first 0.1 ps, and from 0), with TorchANI's calculator too when it runs; minutes.
 """
 
 from __future__ import annotations
@@ -135,14 +135,15 @@ def pyani_figures(threads, budget, ipi):
     return out
 
 
-def torchani_figures(threads, budget):
+def torchani_figures(threads, budget, nve):
     """Run this file under $REF_PYTHON with --torchani-worker; None when not set up."""
     python = os.environ.get("REF_PYTHON")
     if not python:
         print('TorchANI: $REF_PYTHON not set (eval "$(bash /work/shared/tools/setup_reference_env.sh)"); skipped\n')
         return None
     run = subprocess.run(
-        [python, __file__, "--torchani-worker", "--threads", str(threads), "--budget", str(budget)],
+        [python, __file__, "--torchani-worker", "--threads", str(threads), "--budget", str(budget)]
+        + (["--nve", "--nve-timestep", str(nve[0]), "--nve-ps", str(nve[1])] if nve else []),
         capture_output=True,
         text=True,
         check=False,
@@ -153,7 +154,7 @@ def torchani_figures(threads, budget):
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-def torchani_worker(threads, budget):
+def torchani_worker(threads, budget, nve):
     """Inside the reference Python (torch, torchani, ase; no pyani)."""
     import torch
     import torchani
@@ -178,19 +179,20 @@ def torchani_worker(threads, budget):
         atoms.calc = model.ase()
         row["ase_step"] = md_step_time(atoms, budget)
         out[name] = row
+    if nve:
+        model.neighborlist = torchani.neighbors.CellList()
+        out["nve"] = nve_drift(model.ase(), *nve)
     print(json.dumps(out))
 
 
-def nve_drift(threads):
-    """2 ps NVE of 64 waters at 300 K: (drift eV/atom/ps, seconds, steps)."""
+def nve_drift(calculator, timestep_fs=0.5, picoseconds=2.0):
+    """NVE of 64 waters (relaxed, then 300 K) with any ASE calculator: the drift of the
+    total energy (eV/atom/ps), its largest deviation, the final temperature, the time."""
     from ase import units
     from ase.md.verlet import VelocityVerlet
     from ase.optimize import FIRE
     from oracles import water_box
 
-    import pyani
-
-    calculator = pyani.load("ani-1ccx", n_threads=threads, skin=1.0).ase()
     numbers, positions, cell = water_box(np.random.default_rng(0), 4)
     atoms = make_atoms(numbers, positions, cell)
     atoms.set_momenta(np.zeros((len(atoms), 3)))
@@ -198,8 +200,8 @@ def nve_drift(threads):
     FIRE(atoms, logfile=None).run(fmax=0.05, steps=1000)
     atoms = make_atoms(atoms.numbers, atoms.positions, cell)  # 300 K
     atoms.calc = calculator
-    dynamics = VelocityVerlet(atoms, timestep=0.5 * units.fs)
-    steps = 4000
+    dynamics = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
+    steps = round(picoseconds * 1000 / timestep_fs)
     energies = np.empty(steps + 1)
     energies[0] = atoms.get_total_energy()
     start = time.perf_counter()
@@ -208,7 +210,7 @@ def nve_drift(threads):
         energies[i + 1] = atoms.get_total_energy()
     seconds = time.perf_counter() - start
     per_atom = energies / len(atoms)
-    picoseconds = np.arange(steps + 1) * 0.5e-3
+    picoseconds = np.arange(steps + 1) * timestep_fs * 1e-3
     # The first ~0.05 ps shift the total energy by ~1e-4 eV/atom as the kinetic energy
     # spreads into the O-H stretches (Verlet's energy error grows with (omega dt)^2): the
     # drift is the slope after the first 0.1 ps.
@@ -229,15 +231,18 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=0, help="threads (0: all cores)")
     parser.add_argument("--budget", type=float, default=1.0, help="seconds of timing per figure")
     parser.add_argument("--no-ipi", action="store_true", help="skip the i-PI round trip")
-    parser.add_argument("--nve", action="store_true", help="also run the 2 ps NVE drift check (minutes)")
+    parser.add_argument("--nve", action="store_true", help="also run the NVE drift check (minutes)")
+    parser.add_argument("--nve-timestep", type=float, default=0.5, help="NVE time step, fs (default 0.5)")
+    parser.add_argument("--nve-ps", type=float, default=2.0, help="NVE length, ps (default 2)")
     parser.add_argument("--json", default=str(HERE / "results" / "bridges.json"))
     parser.add_argument("--torchani-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    nve = (args.nve_timestep, args.nve_ps) if args.nve else None
     if args.torchani_worker:
-        return torchani_worker(args.threads, args.budget)
+        return torchani_worker(args.threads, args.budget, nve)
 
     results = {"pyani": pyani_figures(args.threads, args.budget, not args.no_ipi)}
-    results["torchani"] = torchani_figures(args.threads, args.budget)
+    results["torchani"] = torchani_figures(args.threads, args.budget, nve)
     header = f"{'ms per call / step':<24}{'compute':>10}{'ASE step':>10}{'bridge':>9}{'(% of compute)':>15}"
     header += f"{'i-PI step':>11}" if not args.no_ipi else ""
     header += f"{'TorchANI compute':>18}{'TorchANI ASE step':>19}" if results["torchani"] else ""
@@ -256,14 +261,20 @@ def main(argv=None):
         "the integrator), step by step"
     )
     if args.nve:
-        results["nve"] = nve_drift(args.threads)
-        nve = results["nve"]
-        print(
-            f"\nNVE, 64 waters, 2 ps at 0.5 fs: drift {nve['drift_ev_per_atom_ps']:.2e} eV/atom/ps after 0.1 ps "
-            f"({nve['drift_ev_per_atom_ps_from_0']:.2e} from 0), max deviation "
-            f"{nve['max_deviation_ev_per_atom']:.2e} eV/atom, {nve['final_temperature_k']:.0f} K at the end, "
-            f"{nve['seconds']:.0f} s ({nve['seconds'] / nve['steps'] * 1e3:.1f} ms/step)"
-        )
+        import pyani
+
+        runs = {"pyani": nve_drift(pyani.load("ani-1ccx", n_threads=args.threads, skin=1.0).ase(), *nve)}
+        if results["torchani"]:
+            runs["TorchANI"] = results["torchani"].pop("nve")
+        results["nve"] = runs
+        print(f"\nNVE, 64 waters from 300 K, {args.nve_ps:g} ps at {args.nve_timestep:g} fs:")
+        for who, run in runs.items():
+            print(
+                f"  {who:<9} drift {run['drift_ev_per_atom_ps']:.2e} eV/atom/ps after 0.1 ps "
+                f"({run['drift_ev_per_atom_ps_from_0']:.2e} from 0), max deviation "
+                f"{run['max_deviation_ev_per_atom']:.2e} eV/atom, {run['final_temperature_k']:.0f} K at the end, "
+                f"{run['seconds']:.0f} s ({run['seconds'] / run['steps'] * 1e3:.1f} ms/step)"
+            )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
 
