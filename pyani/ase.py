@@ -15,8 +15,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from . import _inputs
-from .model import Model, load
+from . import Model, _inputs, load
 from .units import HARTREE_TO_EV
 
 
