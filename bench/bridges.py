@@ -14,6 +14,9 @@ set: float32, cell list for the box, its ``model.ase()`` calculator.
 --nve runs 2 ps of NVE (0.5 fs; --nve-timestep, --nve-ps) of a 64-water box (FIRE-relaxed
 to 0.05 eV/A, then 300 K) and reports the energy drift in eV/atom/ps (least-squares slope
 after the first 0.1 ps, and from 0), with TorchANI's calculator too when it runs; minutes.
+Measured (quiet 2-core machine): pyani -1.9e-5 eV/atom/ps at 0.5 fs (+1.2e-5 to +2.3e-5 from
+other velocity seeds; TorchANI +2.6e-6 on its own trajectory), -1.4e-7 at 0.25 fs: at 0.5 fs
+the drift is Verlet's error on the O-H stretches, not the forces'.
 """
 
 from __future__ import annotations
