@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import ase.io
 import numpy as np
@@ -22,6 +23,7 @@ from conftest import BACKENDS, get_model
 from oracles import water_box
 
 from pyani import ipi
+from pyani.units import BOHR
 
 #: Client start-up (imports, model load) on a busy 2-core machine.
 START = 60
@@ -238,3 +240,62 @@ def test_command_line_errors(tmp_path, capsys):
         ipi.main([str(water)])
     assert usage.value.code == 2
     assert "one of the arguments --address --unix is required" in capsys.readouterr().err
+
+
+IPI_INPUT = """<simulation verbosity="low">
+  <output prefix="sim">
+    <properties stride="1" filename="out">[step, potential]</properties>
+    <trajectory filename="for" stride="1" format="xyz">forces</trajectory>
+  </output>
+  <total_steps>3</total_steps>
+  <prng><seed>1</seed></prng>
+  <ffsocket name="pyani" mode="unix" pbc="false"><address>{name}</address><latency>1e-3</latency></ffsocket>
+  <system>
+    <initialize nbeads="1">
+      <file mode="xyz">init.xyz</file>
+      <velocities mode="thermal" units="kelvin">300</velocities>
+    </initialize>
+    <forces><force forcefield="pyani"/></forces>
+    <ensemble><temperature units="kelvin">300</temperature></ensemble>
+    <motion mode="dynamics"><dynamics mode="nve"><timestep units="femtosecond">0.5</timestep></dynamics></motion>
+  </system>
+</simulation>
+"""
+
+
+def test_real_ipi_server_runs_md_with_the_client(tmp_path):
+    """i-PI itself (the `ipi` package) drives 3 NVE steps of a water box through the client;
+    its first energy and forces (atomic units, printed to ~6 digits) are compute's."""
+    numbers, positions, cell = water_box(np.random.default_rng(5), 2)
+    atoms = Atoms(numbers=numbers, positions=positions, cell=cell, pbc=True)
+    ase.io.write(tmp_path / "start.extxyz", atoms)
+    side = cell[0, 0]
+    lines = [str(len(atoms)), f"# CELL(abcABC): {side} {side} {side} 90 90 90 cell{{angstrom}} positions{{angstrom}}"]
+    lines += [f"{s} {x:.10f} {y:.10f} {z:.10f}" for s, (x, y, z) in zip(atoms.get_chemical_symbols(), positions)]
+    (tmp_path / "init.xyz").write_text("\n".join(lines) + "\n")
+    name = socket_name("ipi")
+    (tmp_path / "input.xml").write_text(IPI_INPUT.format(name=name))
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "i-pi"), "input.xml"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc = None
+    try:
+        proc = client(tmp_path / "start.extxyz", name, BACKENDS[0], "--timeout", str(START))
+        _, err = proc.communicate(timeout=START)
+        server.communicate(timeout=START)
+    finally:
+        for p in (proc, server):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.communicate()
+    assert proc.returncode == 0 and "served 4 force calls" in err, err
+    want = get_model("ani-1ccx", BACKENDS[0]).compute(numbers, positions, cell)
+    steps = np.loadtxt(tmp_path / "sim.out")
+    assert steps[0, 0] == 0 and steps[0, 1] == pytest.approx(want.energy, abs=2e-6)
+    frame = (tmp_path / "sim.for_0.xyz").read_text().splitlines()[2 : 2 + len(atoms)]
+    forces = np.array([[float(v) for v in line.split()[1:]] for line in frame])  # Hartree/Bohr
+    np.testing.assert_allclose(forces, want.forces * BOHR, rtol=1e-4, atol=1e-7)
