@@ -13,7 +13,9 @@ from ._system import System
 class Result:
     """What ``Model.compute`` returns. Hartree and Angstrom throughout.
 
-    For a batch every field gains a leading structure axis; padding atoms get zeros.
+    For a batch every field gains a leading structure axis; padding atoms get zeros. For
+    structures of different sizes (a list of ase.Atoms, ragged lists) the per-atom fields
+    are lists of [N_b, ...] arrays instead, one per structure.
     """
 
     energy: float | np.ndarray

@@ -31,13 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from .model import Model, load
+from .units import HARTREE_TO_EV, HARTREE_TO_KCAL_PER_MOL
 
-__all__ = ["HARTREE_TO_EV", "HARTREE_TO_KCAL_PER_MOL", "attach"]
+__all__ = ["attach"]
 
-#: eV per Hartree: ase.units.Hartree (CODATA 2014), the value ASE and TorchANI use.
-HARTREE_TO_EV = 27.211386024367243
-#: kcal/mol per Hartree (CODATA 2018).
-HARTREE_TO_KCAL_PER_MOL = 627.5094740631
 #: Energy unit per Hartree of the LAMMPS unit styles pyani supports (lengths are Angstrom in both).
 ENERGY_PER_HARTREE = {"metal": HARTREE_TO_EV, "real": HARTREE_TO_KCAL_PER_MOL}
 #: LAMMPS's default neighbour skin (Angstrom) in metal and real units.

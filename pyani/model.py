@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _backend, _hessian, _model_files, _precision, _result, _runtime, _system, _validate
+from . import _backend, _hessian, _inputs, _model_files, _precision, _result, _runtime, _system, _validate
 from ._networks import Networks
 from ._result import Result
 
@@ -138,6 +138,12 @@ class Model:
         """Validated input and its neighbour pairs (first stage of ``compute``; same arguments)."""
         return _system.prepare(numbers, positions, cell, pbc, self._species_of, self.neighbors, self._batch_neighbors)
 
+    def ase(self, **kwargs):
+        """An ASE calculator (eV, Angstrom) running this model: ``atoms.calc = model.ase()``."""
+        from .ase import ANICalculator
+
+        return ANICalculator(model=self, **kwargs)
+
     def hessian(self, numbers, positions, cell=None, pbc=None) -> np.ndarray:
         """Hessian [3N, 3N] (Hartree/Angstrom^2) of one structure: fourth-order central
         differences of the analytic forces, all displacements in one batch (pyani/_hessian.py)."""
@@ -146,7 +152,7 @@ class Model:
     def compute(
         self,
         numbers,
-        positions,
+        positions=None,
         cell=None,
         pbc=None,
         *,
@@ -159,7 +165,11 @@ class Model:
         """Energy (Hartree) and, on request, forces (Hartree/Angstrom), stress
         (Hartree/Angstrom^3) and atomic energies of one structure or a padded batch.
 
-        numbers: atomic numbers [N], or [B, N] padded with -1.
+        numbers: atomic numbers or chemical symbols ("C", "Cl") [N], or [B, N] padded with -1;
+            or an ase.Atoms (then positions, cell and pbc come from it and must be None); or
+            structures of different sizes: a list of ase.Atoms, or one list of numbers and
+            one of positions per structure. Such lists give energies [B], member energies
+            [B, M] and stress [B, 3, 3], and per-atom fields as lists of [N_b, ...] arrays.
         positions: Angstrom, [N, 3] or [B, N, 3].
         cell: [3, 3] (rows are lattice vectors, Angstrom) or [B, 3, 3]; None for molecules.
         pbc: bool or [3] bools; defaults to True in all directions when a cell is given.
@@ -169,6 +179,7 @@ class Model:
         member_forces: also the forces of each ensemble member and their spread (one more
             network and backward pass per member).
         """
+        numbers, positions, cell, pbc, lengths = _inputs.to_arrays(numbers, positions, cell, pbc)
         forces = _validate.flag(forces, "forces")
         stress = _validate.flag(stress, "stress")
         atomic = _validate.flag(atomic, "atomic")
@@ -199,7 +210,7 @@ class Model:
                 result.stress = sigma if system.batched else sigma[0]
         if member_forces:
             result.member_forces, result.forces_std = result_members
-        return result
+        return _inputs.split(result, lengths)
 
     def _member_forces(self, system, run, aev, counted) -> tuple[np.ndarray, np.ndarray]:
         """(forces of each member [(B,) M, N, 3], their standard deviation (ddof=1))."""

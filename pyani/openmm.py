@@ -32,9 +32,8 @@ except ImportError as error:  # pragma: no cover - depends on what is installed
 
 from . import load  # the public entry point only
 from ._openmm_entry import PyaniPotentialImplFactory
+from .units import HARTREE_TO_KJ_PER_MOL
 
-#: kJ/mol per Hartree (CODATA 2018: 4.3597447222071e-18 J * 6.02214076e23 / mol).
-HARTREE_TO_KJ_PER_MOL = 2625.4996394799
 #: Angstrom per nanometre.
 ANGSTROM_PER_NM = 10.0
 

@@ -239,10 +239,8 @@ def test_freq_of_water_and_periodic_box(inputs, tmp_path, capsys):
     import ase.io
     from ase.optimize import BFGS
 
-    from pyani.cli._calculator import calculator
-
     water = ase.io.read(inputs["water"])
-    water.calc = calculator(get_model("ani-1ccx", _default_backend()))
+    water.calc = get_model("ani-1ccx", _default_backend()).ase()
     BFGS(water, logfile=None).run(fmax=1e-4, steps=200)
     path = tmp_path / "water-opt.extxyz"
     ase.io.write(path, water)

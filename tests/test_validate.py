@@ -30,7 +30,7 @@ def model(backend):
         ({"numbers": [6, 1, 1, 1, 1.5]}, TypeError, "numbers must be integers"),
         ({"numbers": [6, 1, 1, 1, -3]}, ValueError, "numbers must be positive atomic numbers"),
         ({"numbers": [6, 1, 1, 1, 0]}, ValueError, "numbers must be positive atomic numbers"),
-        ({"numbers": ["C", "H", "H", "H", "H"]}, TypeError, "numbers must be integers"),
+        ({"numbers": ["C", "H", "H", "H", "X"]}, ValueError, "unknown chemical symbol .X."),
         ({"numbers": [True] * 5}, TypeError, "numbers must be integers"),
         ({"numbers": [[[6]]]}, ValueError, r"numbers must have shape \(n_atoms,\)"),
         ({"numbers": []}, ValueError, "numbers must contain at least one atom"),

@@ -60,9 +60,8 @@ def run(args) -> int:
         check_elements(model, atoms, where)
         vib = VibrationsData.from_2d(atoms, hessian(atoms, model))
         energies = vib.get_energies()  # eV, complex for imaginary modes
-        from ._calculator import calculator
 
-        atoms.calc = calculator(model)
+        atoms.calc = model.ase()
         potential = atoms.get_potential_energy()
         periodic = bool(atoms.pbc.any())
         T = args.temperature

@@ -58,7 +58,6 @@ def run(args) -> int:
     from ase.constraints import FixInternals
     from ase.optimize import BFGS
 
-    from ._calculator import calculator
 
     atoms = read_atoms(args.file, str(args.index))[0]
     atoms.info.pop("pyani_frame")
@@ -80,7 +79,7 @@ def run(args) -> int:
         atoms.set_constraint()
         atoms.set_dihedral(a, b, c, d, angle, indices=side)
         atoms.set_constraint(FixInternals(dihedrals_deg=[[atoms.get_dihedral(a, b, c, d), [a, b, c, d]]]))
-        atoms.calc = calculator(model)
+        atoms.calc = model.ase()
         converged = BFGS(atoms, logfile=None).run(fmax=args.fmax, steps=args.max_steps)
         unconverged += not converged
         results.append((atoms.get_dihedral(a, b, c, d), atoms.get_potential_energy()))

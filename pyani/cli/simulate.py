@@ -61,7 +61,6 @@ def run_opt(args) -> int:
     from ase.filters import FrechetCellFilter
     from ase.optimize import BFGS, FIRE
 
-    from ._calculator import calculator
 
     _positive(args.fmax, "--fmax")
     _positive(args.steps, "--steps", int)
@@ -75,7 +74,7 @@ def run_opt(args) -> int:
         check_elements(model, atoms, f"{args.file}[{i}]")
         if args.cell and not atoms.pbc.any():
             raise CLIError(f"--cell: {args.file}[{i}] is not periodic (no cell to relax)", status=2)
-        atoms.calc = calculator(model)
+        atoms.calc = model.ase()
         target = FrechetCellFilter(atoms) if args.cell else atoms
         opt = optimizer(target, logfile=None)
         converged = opt.run(fmax=args.fmax, steps=args.steps)
@@ -98,7 +97,6 @@ def run_md(args) -> int:
     from ase.md.langevin import Langevin
     from ase.md.verlet import VelocityVerlet
 
-    from ._calculator import calculator
 
     steps = _positive(args.steps, "--steps", int)
     dt = _positive(args.dt, "--dt") * units.fs
@@ -112,7 +110,7 @@ def run_md(args) -> int:
     periodic = bool(atoms.pbc.any())
     if args.ensemble == "npt" and not periodic:
         raise CLIError(f"--ensemble npt: {args.file}[{args.index}] is not periodic", status=2)
-    atoms.calc = calculator(model)
+    atoms.calc = model.ase()
     # thermalize_momenta is ASE >= 3.29's name of MaxwellBoltzmannDistribution
     thermalize = getattr(velocitydistribution, "thermalize_momenta", None)
     if thermalize is None:
