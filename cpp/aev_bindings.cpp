@@ -35,14 +35,6 @@ AEVParams params_from(const py::dict& aev, int n_species) {
     return p;
 }
 
-// A block of the pool as a NumPy array; it goes back to the pool when NumPy frees the array.
-template <typename T>
-py::array_t<T> pooled_numpy(PooledArray<T> block, std::vector<py::ssize_t> shape) {
-    auto* owner = new PooledArray<T>(std::move(block));
-    py::capsule give_back(owner, [](void* p) { delete static_cast<PooledArray<T>*>(p); });
-    return py::array_t<T>(shape, owner->get(), give_back);
-}
-
 // The Python face of one pass: the C++ pass, its AEV as a NumPy array, and the vectors it
 // reads in backward() (kept alive here).
 struct PyAEVPass {

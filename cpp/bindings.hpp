@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "pooled_array.hpp"
+
 namespace pyani {
 namespace py = pybind11;
 
@@ -38,13 +40,13 @@ void require_shape(const Array<T>& a, const char* name, std::vector<py::ssize_t>
     }
 }
 
-// Hands a std::vector to NumPy without copying it.
-template <typename T, typename Allocator>
-py::array_t<T> to_numpy(std::vector<T, Allocator>&& data, std::vector<py::ssize_t> shape) {
-    using Vector = std::vector<T, Allocator>;
-    auto* owner = new Vector(std::move(data));
-    py::capsule free_when_done(owner, [](void* p) { delete static_cast<Vector*>(p); });
-    return py::array_t<T>(shape, owner->data(), free_when_done);
+// A pooled block as a NumPy array without copying it; the block goes back to its pool when
+// NumPy frees the array (the capsule keeps the pool alive).
+template <typename T>
+py::array_t<T> pooled_numpy(PooledArray<T> block, std::vector<py::ssize_t> shape) {
+    auto* owner = new PooledArray<T>(std::move(block));
+    py::capsule give_back(owner, [](void* p) { delete static_cast<PooledArray<T>*>(p); });
+    return py::array_t<T>(shape, owner->data(), give_back);
 }
 
 void bind_neighbors(py::module_& m);  // neighbors_bindings.cpp

@@ -3,18 +3,6 @@
 #include "neighbor_list.hpp"
 
 namespace pyani {
-namespace {
-
-// Hands a PooledArray to NumPy without copying it; its block goes back to its pool when
-// NumPy frees the array.
-template <typename T>
-py::array_t<T> pooled_to_numpy(PooledArray<T>&& data, std::vector<py::ssize_t> shape) {
-    auto* owner = new PooledArray<T>(std::move(data));
-    py::capsule free_when_done(owner, [](void* p) { delete static_cast<PooledArray<T>*>(p); });
-    return py::array_t<T>(shape, owner->data(), free_when_done);
-}
-
-}  // namespace
 
 void bind_neighbors(py::module_& m) {
     py::class_<NeighborList>(m, "NeighborList",
@@ -38,9 +26,9 @@ void bind_neighbors(py::module_& m) {
                     list = self.compute(positions.data(), positions.shape(0), cell.data(), pbc.data());
                 }
                 const py::ssize_t n = list.size;
-                return py::make_tuple(pooled_to_numpy(std::move(list.pairs), {n, 2}),
-                                      pooled_to_numpy(std::move(list.shifts), {n, 3}),
-                                      pooled_to_numpy(std::move(list.vectors), {n, 3}));
+                return py::make_tuple(pooled_numpy(std::move(list.pairs), {n, 2}),
+                                      pooled_numpy(std::move(list.shifts), {n, 3}),
+                                      pooled_numpy(std::move(list.vectors), {n, 3}));
             },
             py::arg("positions"), py::arg("cell"), py::arg("pbc"),
             "(pairs int64 [P,2], shifts int32 [P,3], vectors float64 [P,3] Angstrom) of positions [N,3] "
