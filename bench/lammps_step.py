@@ -149,7 +149,7 @@ def worker(waters: int, steps: int, threads: int | None) -> None:
         result = {
             "atoms": len(numbers),
             "ranks": comm.size,
-            "threads_per_rank": model._load_arguments["n_threads"],
+            "threads_per_rank": model.n_threads,
             "steps": steps,
             # per force evaluation (= per MD step): a run of N steps evaluates N + 1 times
             "seconds_per_step": wall / evaluations,

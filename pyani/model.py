@@ -93,6 +93,8 @@ class Model:
         self.self_energies = np.array(metadata["self_energies"], dtype=np.float64)
         self.cutoff = float(aev["radial_cutoff"])
         """Radial AEV cutoff (Angstrom): atoms further apart do not interact."""
+        self.n_threads = n_threads
+        """Threads for the kernels and ONNX Runtime (0 = all cores)."""
         self.precision = precision
         self.dtype = PRECISIONS[precision]
         """NumPy dtype of the AEV and the networks."""

@@ -85,7 +85,7 @@ def test_ani2x_conversion_is_valid_onnx_and_loads(backend):
     check_with_onnx(data)
     model = get_model("ani-2x", backend)
     assert model.elements == ("H", "C", "N", "O", "S", "F", "Cl")
-    assert Path(model._model).read_bytes() == data  # the cached conversion is this one, byte for byte
+    assert Path(model.networks.model).read_bytes() == data  # the cached conversion is this one, byte for byte
     numbers, positions = random_molecule(np.random.default_rng(3), 9, elements=(1, 6, 7, 8, 9, 16, 17), box=4.0)
     from_bytes = pyani.Model(data, "bytes", backend=backend, device="cpu", n_threads=1, skin=0.0)
     a, b = model.compute(numbers, positions), from_bytes.compute(numbers, positions)

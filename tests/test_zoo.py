@@ -318,7 +318,7 @@ def test_info_conversion_without_a_usable_cache(tmp_path, monkeypatch):
     not_a_directory.write_text("")
     monkeypatch.setenv("PYANI_HOME", str(not_a_directory))
     model = pyani.load(info)  # converted in memory
-    assert isinstance(model._model, bytes) and model.elements == ("H", "C")
+    assert isinstance(model.networks.model, bytes) and model.elements == ("H", "C")
 
 
 def test_ani2x_pickles_by_name(session_model):
