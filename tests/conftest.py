@@ -33,6 +33,10 @@ if "_PYANI_TESTS_DIR" not in os.environ:
     os.environ["_PYANI_TESTS_DIR"] = tempfile.mkdtemp(prefix="pyani-tests-")
 _SESSION_DIR = Path(os.environ["_PYANI_TESTS_DIR"])
 os.environ["PYANI_HOME"] = str(_SESSION_DIR / "home")
+# Subprocesses (python -c, python -m) put their working directory first on sys.path: from the
+# repository root they would import the source tree, which has no compiled core, instead of
+# the installed package. The session runs from a directory of its own.
+os.chdir(_SESSION_DIR)
 os.environ.pop("PYANI_OFFLINE", None)
 ZOO_ARCHIVE = _SESSION_DIR / "mirror" / "ani-2x.zip"
 

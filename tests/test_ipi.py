@@ -3,6 +3,7 @@ protocol), and fake servers that misbehave. UNIX sockets only (loopback)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -30,12 +31,22 @@ START = 60
 
 
 def client(structure, name, backend, *extra):
-    return subprocess.Popen(
+    """The client as a process. Should it die before connecting, a dummy connection wakes the
+    server (ASE's waits in accept() without a timeout), so that the test fails, not hangs."""
+    proc = subprocess.Popen(
         [sys.executable, "-m", "pyani.ipi", str(structure), "--unix", name, "--backend", backend, *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+    def wake_the_server():
+        if proc.wait() != 0:
+            with socket.socket(socket.AF_UNIX) as dummy, contextlib.suppress(OSError):
+                dummy.connect(f"/tmp/ipi_{name}")
+
+    threading.Thread(target=wake_the_server, daemon=True).start()
+    return proc
 
 
 def socket_name(tag: str) -> str:
