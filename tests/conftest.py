@@ -33,10 +33,6 @@ if "_PYANI_TESTS_DIR" not in os.environ:
     os.environ["_PYANI_TESTS_DIR"] = tempfile.mkdtemp(prefix="pyani-tests-")
 _SESSION_DIR = Path(os.environ["_PYANI_TESTS_DIR"])
 os.environ["PYANI_HOME"] = str(_SESSION_DIR / "home")
-# Subprocesses (python -c, python -m) put their working directory first on sys.path: from the
-# repository root they would import the source tree, which has no compiled core, instead of
-# the installed package. The session runs from a directory of its own.
-os.chdir(_SESSION_DIR)
 os.environ.pop("PYANI_OFFLINE", None)
 ZOO_ARCHIVE = _SESSION_DIR / "mirror" / "ani-2x.zip"
 
@@ -115,6 +111,18 @@ def reference_systems(model: str) -> list[str]:
 def load_reference(model: str, system: str) -> dict:
     with np.load(DATA / model / f"{system}.npz") as data:
         return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _outside_the_source_tree():
+    """Subprocesses (python -c, python -m) put their working directory first on sys.path:
+    from the repository root they would import the source tree, which has no compiled core,
+    instead of the installed package. The tests run from a directory of their own (after
+    collection, which reads testpaths relative to where pytest started)."""
+    start = os.getcwd()
+    os.chdir(_SESSION_DIR)
+    yield
+    os.chdir(start)
 
 
 @pytest.fixture(scope="session", autouse=True)
