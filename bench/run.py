@@ -249,6 +249,7 @@ def sweep(backend, threads, max_atoms):
     b.set(xlabel="atoms", ylabel="peak RSS (MB)")
     fig.tight_layout()
     out = HERE / "results" / "sweep.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     print(f"  plot: {out}")
     return rows
