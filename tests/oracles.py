@@ -10,8 +10,6 @@ import itertools
 
 import numpy as np
 
-from pyani._layout import AEVLayout
-
 
 def image_range(cell: np.ndarray, pbc, cutoff: float) -> list[range]:
     """Lattice translations to try along each direction (0 only when not periodic)."""
@@ -58,6 +56,8 @@ def pair_dict(pairs, shifts, vectors):
 
 def reference_aev(positions, species, n_species, aev, cell=None, pbc=None):
     """Float64 AEVs [N, D] straight from the ANI formulas (TorchANI conventions)."""
+    from pyani._layout import AEVLayout  # here: the other oracles also run where pyani is not installed
+
     rc_r, rc_a = aev["radial_cutoff"], aev["angular_cutoff"]
     shf_r, shf_a, shf_z = (np.asarray(aev[k]) for k in ("shf_r", "shf_a", "shf_z"))
     layout = AEVLayout.of(aev, n_species)
