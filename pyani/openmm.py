@@ -41,7 +41,7 @@ ANGSTROM_PER_NM = 10.0
 POTENTIALS = {"pyani-ani1ccx": "ani-1ccx", "pyani-ani1x": "ani-1x", "pyani-ani2x": "ani-2x", "pyani": None}
 
 #: Keyword arguments of ``MLPotential(...)`` forwarded to ``pyani.load``.
-LOAD_OPTIONS = ("backend", "device", "n_threads", "skin")
+LOAD_OPTIONS = ("backend", "device", "n_threads", "skin", "precision")
 
 __all__ = ["HARTREE_TO_KJ_PER_MOL", "PyaniForceFunction", "PyaniPotentialImpl", "PyaniPotentialImplFactory"]
 
@@ -53,7 +53,7 @@ class PyaniPotentialImpl(MLPotentialImpl):
         downloaded on first use and cached) or "pyani" (``model=`` any name or path
         ``pyani.load`` accepts).
     model: see name.
-    backend, device, n_threads, skin: passed to ``pyani.load`` (skin in Angstrom).
+    backend, device, n_threads, skin, precision: passed to ``pyani.load`` (skin in Angstrom).
 
     The model is loaded here, so a wrong name or path fails when the MLPotential is made.
     """

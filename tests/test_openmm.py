@@ -192,18 +192,19 @@ def test_forces_are_minus_the_energy_gradient_in_openmm_units():
     """The derivative of the System's energy (kJ/mol) along its force (kJ/mol/nm), by central
     differences: catches a wrong unit factor at the boundary (the kernels have their own tests)."""
     topology, positions = dipeptide.alanine_dipeptide()
-    system = MLPotential("pyani-ani1ccx", n_threads=1).createSystem(topology)
+    # float64 networks: the float32 ones round a total of 1.3e6 kJ/mol to ~0.1 kJ/mol
+    system = MLPotential("pyani-ani1ccx", n_threads=1, precision="float64").createSystem(topology)
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), reference_platform())
     x = np.array(positions.value_in_unit(unit.nanometer))
     context.setPositions(x)
     forces = context.getState(getForces=True).getForces(asNumpy=True).value_in_unit(KJ_NM)
     direction = forces / np.linalg.norm(forces)
-    h = 2e-4  # nm along a unit vector of all coordinates; the networks run in float32
+    h = 1e-5  # nm along a unit vector of all coordinates
     energies = []
     for sign in (1, -1):
         context.setPositions(x + sign * h * direction)
         energies.append(context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(KJ))
-    assert (energies[0] - energies[1]) / (2 * h) == pytest.approx(-np.linalg.norm(forces), rel=2e-4)
+    assert (energies[0] - energies[1]) / (2 * h) == pytest.approx(-np.linalg.norm(forces), rel=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------
