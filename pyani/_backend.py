@@ -1,7 +1,8 @@
 """Pick the kernel backend: the C++ core ("cpp") or its Numba twin ("numba").
 
-Both expose the same functions with the same signatures and output order:
-``make_params``, ``make_scratch``, ``neighbor_list``, ``aev``, ``aev_backward``, ``pair_forces``.
+Both expose the same kernel objects with the same signatures and outputs: ``NeighborList``
+(pairs, shifts, vectors; a Verlet skin) and ``AEVComputer`` (``forward`` -> ``AEVPass``,
+whose ``backward`` gives forces and virials).
 The choice is the ``backend`` argument, else the ``PYANI_BACKEND`` environment variable,
 else "auto": the C++ core when its extension imports, Numba otherwise (with a warning).
 """

@@ -189,22 +189,27 @@ class Model:
         system = self.prepare(numbers, positions, cell, pbc)
         counted = _validate.energy_mask(energy_mask, system.numbers.shape, system.batched, system.mask)
         volumes = system.volumes() if stress else None
-        gradient = forces or stress or member_forces
+        gradient = forces or stress  # of the member mean
 
         # member plans take the full AEV: so does the mean when they are wanted
         plan = self.networks.default if member_forces else self.networks.plan(system.counts)
         run = self.aev_computer.forward(
-            system.species, system.pairs, system.vectors, system.rows, system.n_atoms, plan.columns, backward=gradient
+            system.species,
+            system.pairs,
+            system.vectors,
+            system.rows,
+            system.n_atoms,
+            plan.columns,
+            backward=gradient or member_forces,
         )
-        aev = run.aev
-        if member_forces:
-            result_members = self._member_forces(system, run, aev, counted)
-        member_atomic, aev_gradient = plan.run(aev, system.counts, gradient)
+        if member_forces:  # before the mean's run, which may write its gradient over the AEV
+            result_members = self._member_forces(system, run, counted)
+        member_atomic, aev_gradient = plan.run(run.aev, system.counts, gradient)
         result = _result.energies(system, member_atomic, self.self_energies, atomic, counted)
         if gradient:
-            if counted is not None:  # each atom's energy depends on its own AEV row only
-                aev_gradient[system.rows[~counted]] = 0
-            f, virial = run.backward(aev_gradient, system.pair_bounds, forces=forces, virial=stress)
+            f, virial = run.backward(
+                _counted_rows(aev_gradient, system, counted), system.pair_bounds, forces=forces, virial=stress
+            )
             if forces:
                 result.forces = system.scatter(f)
             if stress:
@@ -214,16 +219,22 @@ class Model:
             result.member_forces, result.forces_std = result_members
         return _inputs.split(result, lengths)
 
-    def _member_forces(self, system, run, aev, counted) -> tuple[np.ndarray, np.ndarray]:
+    def _member_forces(self, system, run, counted) -> tuple[np.ndarray, np.ndarray]:
         """(forces of each member [(B,) M, N, 3], their standard deviation (ddof=1))."""
         members = []
         for m in range(self.ensemble_size):
             # a chunked run writes its gradient over the AEV: give it a copy
-            _, grad = self.networks.member_plan(m).run(aev.copy(), system.counts, True)
-            if counted is not None:
-                grad[system.rows[~counted]] = 0
-            members.append(run.backward(grad, system.pair_bounds, forces=True)[0])
+            _, grad = self.networks.member_plan(m).run(run.aev.copy(), system.counts, True)
+            members.append(run.backward(_counted_rows(grad, system, counted), system.pair_bounds, forces=True)[0])
         stacked = np.stack(members)  # [M, A, 3]
         std = stacked.std(axis=0, ddof=1) if len(members) > 1 else np.zeros_like(stacked[0])
         per_structure = np.moveaxis(system.scatter(np.moveaxis(stacked, 0, 1)), -2, -3)  # M before N
         return per_structure, system.scatter(std)
+
+
+def _counted_rows(aev_gradient: np.ndarray, system, counted) -> np.ndarray:
+    """dE/dAEV of the counted atoms' energies only (energy_mask): each atom's energy depends on
+    its own AEV row alone, so the other rows are zeroed (in place)."""
+    if counted is not None:
+        aev_gradient[system.rows[~counted]] = 0
+    return aev_gradient
