@@ -51,5 +51,6 @@ py::array_t<T> pooled_numpy(PooledArray<T> block, std::vector<py::ssize_t> shape
 
 void bind_neighbors(py::module_& m);  // neighbors_bindings.cpp
 void bind_aev(py::module_& m);        // aev_bindings.cpp
+void bind_pair_potentials(py::module_& m);  // pair_potentials_bindings.cpp
 
 }  // namespace pyani

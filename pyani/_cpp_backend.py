@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ._core import AEVComputer, AEVPass, NeighborList
+from ._core import AEVComputer, AEVPass, DispersionD3, NeighborList, RepulsionXTB
 
-__all__ = ["AEVComputer", "AEVPass", "NeighborList"]
+__all__ = ["AEVComputer", "AEVPass", "DispersionD3", "NeighborList", "RepulsionXTB"]
