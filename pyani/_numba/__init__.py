@@ -20,6 +20,7 @@ import numpy as np
 from . import aev as _aev
 from . import cell_list as _cell_list
 from .aev import AEVParams
+from .pair_potentials import DispersionD3, RepulsionXTB
 
 # Thread start-up costs more than the work for small systems: the C++ core's thresholds.
 # Small systems still go through the parallel kernels, on one thread: a launch costs a few
@@ -327,4 +328,4 @@ class AEVPass:
         return atom_forces, pair_virial
 
 
-__all__ = ["AEVComputer", "AEVPass", "NeighborList"]
+__all__ = ["AEVComputer", "AEVPass", "DispersionD3", "NeighborList", "RepulsionXTB"]
