@@ -40,11 +40,13 @@ class Result:
 
 
 def energies(
-    system: System, member_atomic: np.ndarray, self_energies: np.ndarray, atomic: bool, counted=None
+    system: System, member_atomic: np.ndarray, self_energies: np.ndarray, atomic: bool, counted=None, pair=None
 ) -> Result:
     """The energy fields of a Result from the networks' atomic energies [M, A] (float32,
     rows grouped by element) and the self energies per species (Hartree). counted: bool [A],
-    the atoms whose energies the totals sum (None: all); atomic energies are given for all."""
+    the atoms whose energies the totals sum (None: all); atomic energies are given for all.
+    pair: the pair potentials' PairTerms (pyani/_pair_potentials.py) or None; their energies
+    (already weighted by counted) go to every member alike, so energy_std does not change."""
     # Float64 from here on: sums over many atoms keep their digits.
     member_atomic = member_atomic[:, system.rows].astype(np.float64)  # [M, A], atom order
     self_energy = self_energies[system.species]
@@ -58,6 +60,10 @@ def energies(
         starts = np.concatenate([[0], np.cumsum(system.atom_counts)[:-1]])
         members = np.add.reduceat(member_atomic, starts, axis=1).T  # [B, M]
         members += np.add.reduceat(self_energy, starts)[:, None]
+    if pair is not None:
+        members += pair.energies[:, None]
+        if atomic:
+            atomic_energies += pair.atomic
     # mean and std written out: numpy's own cost tens of microseconds per small molecule
     n_members = members.shape[1]
     energy = members.sum(axis=1) / n_members

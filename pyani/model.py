@@ -2,7 +2,7 @@
 
 Each stage has its own module: pyani/_system.py (validated input and neighbour pairs),
 the backend's AEVComputer (pyani/_backend.py), pyani/_networks.py (ONNX Runtime),
-pyani/_result.py (energy sums).
+pyani/_pair_potentials.py (xTB repulsion, D3 dispersion), pyani/_result.py (energy sums).
 """
 
 from __future__ import annotations
@@ -12,7 +12,18 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _backend, _hessian, _inputs, _model_files, _precision, _result, _runtime, _system, _validate
+from . import (
+    _backend,
+    _hessian,
+    _inputs,
+    _model_files,
+    _pair_potentials,
+    _precision,
+    _result,
+    _runtime,
+    _system,
+    _validate,
+)
 from ._networks import Networks
 from ._result import Result
 
@@ -91,8 +102,13 @@ class Model:
         self.atomic_numbers = np.array(metadata["atomic_numbers"], dtype=np.int64)
         self.ensemble_size = int(metadata["ensemble_size"])
         self.self_energies = np.array(metadata["self_energies"], dtype=np.float64)
-        self.cutoff = float(aev["radial_cutoff"])
-        """Radial AEV cutoff (Angstrom): atoms further apart do not interact."""
+        self.pair_potentials = _pair_potentials.PairPotentials(metadata, kernels, n_threads, source)
+        """The model's pair potentials (xTB repulsion, D3 dispersion; empty for plain ANI)."""
+        self.cutoff = max(float(aev["radial_cutoff"]), self.pair_potentials.cutoff)
+        """Cutoff of the neighbour list (Angstrom): the largest of the radial AEV cutoff and the
+        pair potentials' cutoffs. Atoms further apart have no term together; with D3 dispersion
+        an atom's energy still depends on atoms up to twice this far (through its neighbours'
+        coordination numbers)."""
         self.n_threads = n_threads
         """Threads for the kernels and ONNX Runtime (0 = all cores)."""
         self.precision = precision
@@ -205,18 +221,26 @@ class Model:
         if member_forces:  # before the mean's run, which may write its gradient over the AEV
             result_members = self._member_forces(system, run, counted)
         member_atomic, aev_gradient = plan.run(run.aev, system.counts, gradient)
-        result = _result.energies(system, member_atomic, self.self_energies, atomic, counted)
+        pair = self.pair_potentials.compute(
+            system, counted, atomic=atomic, forces=forces or member_forces, virial=stress
+        )
+        result = _result.energies(system, member_atomic, self.self_energies, atomic, counted, pair)
         if gradient:
             f, virial = run.backward(
                 _counted_rows(aev_gradient, system, counted), system.pair_bounds, forces=forces, virial=stress
             )
             if forces:
-                result.forces = system.scatter(f)
+                result.forces = system.scatter(f if pair is None else f + pair.forces)
             if stress:
+                if pair is not None:
+                    virial = virial + pair.virial
                 sigma = virial / volumes[:, None, None]
                 result.stress = sigma if system.batched else sigma[0]
         if member_forces:
-            result.member_forces, result.forces_std = result_members
+            per_member, result.forces_std = result_members
+            if pair is not None:  # every member gets the same pair forces (TorchANI: no ensemble of them)
+                per_member = per_member + np.expand_dims(system.scatter(pair.forces), -3)
+            result.member_forces = per_member
         return _inputs.split(result, lengths)
 
     def _member_forces(self, system, run, counted) -> tuple[np.ndarray, np.ndarray]:
