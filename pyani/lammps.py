@@ -17,7 +17,9 @@ box. That masked energy E_r sums over ranks to the periodic energy, so:
   pair styles do with ``newton on``): the forces of the periodic system;
 - virial: -V * stress of E_r (or sum x (x) f over the domain when nothing is periodic), which
   strains local and ghost atoms alike: the ranks' virials sum to the periodic virial;
-- ghosts need reach only the cutoff plus the neighbour skin (not twice the cutoff).
+- ghosts need reach only the cutoff plus the neighbour skin (not twice the cutoff), except with
+  D3 dispersion: a local atom's pair energy depends on its neighbours' coordination numbers,
+  which count atoms up to twice the dispersion cutoff away (``_reach``).
 On one rank every periodic direction stays periodic: the plain periodic compute.
 """
 
@@ -102,7 +104,7 @@ def attach(lmp, model, elements, *, fix_id: str = "pyani", skin: float = DEFAULT
 
     # One rank needs no ghosts (every periodic direction stays periodic), but without them
     # LAMMPS warns that forces may be wrong: it gets the same cutoff.
-    needed = model.cutoff + skin
+    needed = _reach(model) + skin
     cutoff = _communication_cutoff(lmp, comm)
     if cutoff < needed:
         lmp.command(f"comm_modify cutoff {needed:.10g}")
@@ -219,6 +221,7 @@ class _Bridge:
         self.comm = comm
         self.energy_unit = float(energy_unit)
         self.ghost_cutoff = float(ghost_cutoff)
+        self.reach = _reach(model)
         self.fix_id = None
         self.error = None
         self._reference = None  # local positions at the last neighbour list build
@@ -254,11 +257,11 @@ class _Bridge:
             return self._fail(f"pyani on MPI rank {rank}: {messages[rank]}", f)
         if outgoing is not None:
             moved = sums[:, -2].max()
-            if 2 * moved > self.ghost_cutoff - self.model.cutoff + 1e-9:
+            if 2 * moved > self.ghost_cutoff - self.reach + 1e-9:
                 return self._fail(
                     f"pyani: atoms moved up to {moved:.3f} A since LAMMPS last rebuilt its ghost atoms, which reach "
-                    f"{self.ghost_cutoff:.3f} A: the model's cutoff {self.model.cutoff} A needs "
-                    f"{self.model.cutoff + 2 * moved:.3f} A. Pass attach(skin=) the LAMMPS neighbor skin, or "
+                    f"{self.ghost_cutoff:.3f} A: the model's reach {self.reach} A needs "
+                    f"{self.reach + 2 * moved:.3f} A. Pass attach(skin=) the LAMMPS neighbor skin, or "
                     "rebuild neighbour lists when atoms move (neigh_modify every 1 delay 0 check yes)",
                     f,
                 )
@@ -307,7 +310,7 @@ class _Bridge:
         tags = lmp.numpy.extract_atom("id", nelem=n_all).astype(np.int64)
         positions = lmp.numpy.extract_atom("x", nelem=n_all, dim=3)
         types = lmp.numpy.extract_atom("type", nelem=n_all)
-        keep = _within_reach(positions, nlocal, cell, split, self.model.cutoff)
+        keep = _within_reach(positions, nlocal, cell, split, self.reach)
         if kept.any():
             keep = keep[_one_copy_per_image(tags[keep], positions[keep], cell, kept)]
         domain = _Domain(self.numbers_of_type[types[keep]], positions[keep], cell, kept, nlocal)
@@ -387,6 +390,17 @@ class _Evaluation:
     @classmethod
     def empty(cls) -> _Evaluation:
         return cls(0.0, np.zeros((0, 3)), np.zeros(6))
+
+
+def _reach(model: Model) -> float:
+    """How far from a local atom (Angstrom) the atoms its energy depends on can be: the model's
+    cutoff, or twice the D3 dispersion cutoff (the coordination numbers of a neighbour count
+    atoms a cutoff beyond it). Ghosts out to there make the masked energy of the local atoms
+    exact: pairs between two ghosts weigh 0, and only ghosts within a cutoff of a local atom
+    need their coordination numbers right."""
+    pair = model.pair_potentials
+    doubled = [2 * c for kind, c in zip(pair.kinds, pair.cutoffs) if kind == "dispersion_d3bj"]
+    return max([model.cutoff, *doubled])
 
 
 def _voigt(tensor: np.ndarray) -> np.ndarray:

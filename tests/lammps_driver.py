@@ -79,7 +79,12 @@ def setup(args: dict, comm):
     )
     if args.get("comm_style") == "tiled":
         lmp.command("balance 1.0 rcb")
-    model = pyani.load("ani-1ccx", backend=args.get("backend", "auto"), n_threads=1)
+    model = pyani.load(
+        args.get("model", "ani-1ccx"),
+        backend=args.get("backend", "auto"),
+        n_threads=1,
+        precision=args.get("precision", "float32"),
+    )
     return lmp, model
 
 
