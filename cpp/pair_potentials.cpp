@@ -73,8 +73,8 @@ PairSet prepare(const PairInputs& in, int n_species, double cutoff) {
     for (int64_t p = 0; p < in.n_pairs; ++p) {
         const double* v = in.vectors + 3 * p;
         const double r = std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
-        // r <= cutoff as TorchANI's discard_outside_cutoff (a pair at the cutoff counts in the CN);
-        // NaN fails the test too: left out
+        require(std::isfinite(r), "vectors must be finite");
+        // r <= cutoff as TorchANI's discard_outside_cutoff (a pair at the cutoff counts in the CN)
         set.distance[p] = r <= cutoff ? r : -1.0;
         if (in.atom_mask != nullptr) {
             set.weight[p] = 0.5 * ((in.atom_mask[set.atoms[2 * p]] ? 1.0 : 0.0) +

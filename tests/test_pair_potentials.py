@@ -324,6 +324,8 @@ def test_kernels_refuse_bad_calls(backend):
         kernel.compute(np.array([0, 9, 0], dtype=np.int32), pairs, vectors)
     with pytest.raises(ValueError, match="vectors"):
         kernel.compute(species, pairs, np.ones((3, 3)))
+    with pytest.raises(ValueError, match="vectors must be finite"):
+        kernel.compute(species, pairs, np.array([[1.0, 0, 0], [np.nan, 0, 0]]))
     with pytest.raises(ValueError, match="pair_bounds"):
         kernel.compute(species, pairs, vectors, np.array([0, 1]))
     with pytest.raises(ValueError, match="atom_mask"):

@@ -58,6 +58,8 @@ def _distances(pairs, vectors, cutoff, n_atoms, atom_mask, use_mask):
             raise ValueError("pairs: atom index out of range")
         v = vectors[p]
         r = math.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2])
+        if not math.isfinite(r):
+            raise ValueError("vectors must be finite")
         distance[p] = r if r <= cutoff else -1.0
         if use_mask:
             weight[p] = 0.5 * ((1.0 if atom_mask[i] else 0.0) + (1.0 if atom_mask[j] else 0.0))
