@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "parallel.hpp"
+#include "pooled_array.hpp"
 
 namespace pyani {
 namespace {
@@ -33,27 +34,37 @@ inline double int_power(double x, int n) {
     return out;
 }
 
+// n objects of T set to value, from the potential's pool (big per-call buffers are reused
+// between calls instead of faulting in fresh pages).
+template <typename T>
+PooledArray<T> filled(const std::shared_ptr<Scratch>& pool, int64_t n, T value) {
+    PooledArray<T> out = take_pooled<T>(pool, static_cast<size_t>(n));
+    std::fill(out.data(), out.data() + n, value);
+    return out;
+}
+
 // What every potential needs of a call: the pair list checked once and copied (the caller's
 // arrays are not read for indices again), the distances, which pairs are within the cutoff
 // and each pair's weight.
 struct PairSet {
     int64_t n_atoms = 0, n_pairs = 0, n_structures = 1;
-    std::vector<int32_t> species;  // [n_atoms]
-    std::vector<int64_t> atoms;    // [n_pairs, 2]
+    PooledArray<int32_t> species;  // [n_atoms]
+    PooledArray<int64_t> atoms;    // [n_pairs, 2]
     std::vector<int64_t> bounds;   // [n_structures + 1]
-    std::vector<double> distance;  // [n_pairs], Angstrom; -1 flags a pair beyond the cutoff
-    std::vector<double> weight;    // [n_pairs], (m_i + m_j) / 2, or 1
+    PooledArray<double> distance;  // [n_pairs], Angstrom; -1 flags a pair beyond the cutoff
+    PooledArray<double> weight;    // [n_pairs], (m_i + m_j) / 2, or 1
     const double* vectors = nullptr;
 };
 
-PairSet prepare(const PairInputs& in, int n_species, double cutoff) {
+PairSet prepare(const std::shared_ptr<Scratch>& pool, const PairInputs& in, int n_species, double cutoff) {
     require(in.n_atoms >= 0 && in.n_pairs >= 0 && in.n_structures >= 0, "negative sizes");
     PairSet set;
     set.n_atoms = in.n_atoms;
     set.n_pairs = in.n_pairs;
     set.vectors = in.vectors;
-    set.species.assign(in.species, in.species + in.n_atoms);
-    for (int32_t s : set.species) require(s >= 0 && s < n_species, "species out of range");
+    set.species = take_pooled<int32_t>(pool, in.n_atoms);
+    std::copy(in.species, in.species + in.n_atoms, set.species.data());
+    for (int64_t i = 0; i < in.n_atoms; ++i) require(set.species[i] >= 0 && set.species[i] < n_species, "species out of range");
     if (in.pair_bounds == nullptr) {
         set.bounds = {0, in.n_pairs};
     } else {
@@ -66,10 +77,13 @@ PairSet prepare(const PairInputs& in, int n_species, double cutoff) {
             require(set.bounds[b] <= set.bounds[b + 1], "pair_bounds must be nondecreasing");
         }
     }
-    set.atoms.assign(in.pairs, in.pairs + 2 * in.n_pairs);
-    for (int64_t a : set.atoms) require(a >= 0 && a < in.n_atoms, "pairs: atom index out of range");
-    set.distance.resize(in.n_pairs);
-    set.weight.assign(in.n_pairs, 1.0);
+    set.atoms = take_pooled<int64_t>(pool, 2 * in.n_pairs);
+    std::copy(in.pairs, in.pairs + 2 * in.n_pairs, set.atoms.data());
+    for (int64_t k = 0; k < 2 * in.n_pairs; ++k) {
+        require(set.atoms[k] >= 0 && set.atoms[k] < in.n_atoms, "pairs: atom index out of range");
+    }
+    set.distance = take_pooled<double>(pool, in.n_pairs);
+    set.weight = filled(pool, in.n_pairs, 1.0);
     for (int64_t p = 0; p < in.n_pairs; ++p) {
         const double* v = in.vectors + 3 * p;
         const double r = std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
@@ -86,7 +100,7 @@ PairSet prepare(const PairInputs& in, int n_species, double cutoff) {
 
 // From each pair's energy (unweighted, envelope included) and its gradient dE/dvector of the
 // weighted energy [n_pairs, 3] to the outputs.
-void finish(const PairSet& set, const std::vector<double>& energy, const std::vector<double>& gradient,
+void finish(const PairSet& set, const PooledArray<double>& energy, const PooledArray<double>& gradient,
             const PairOutputs& out) {
     if (out.energies != nullptr) {
         for (int64_t b = 0; b < set.n_structures; ++b) {
@@ -108,7 +122,7 @@ void finish(const PairSet& set, const std::vector<double>& energy, const std::ve
             // vector = r_j - r_i: dE/dr_j = +g, dE/dr_i = -g; forces are minus those.
             double* fi = out.forces + 3 * set.atoms[2 * p];
             double* fj = out.forces + 3 * set.atoms[2 * p + 1];
-            const double* g = gradient.data() + 3 * p;
+            const double* g = gradient.get() + 3 * p;
             for (int c = 0; c < 3; ++c) {
                 fi[c] += g[c];
                 fj[c] -= g[c];
@@ -120,7 +134,7 @@ void finish(const PairSet& set, const std::vector<double>& energy, const std::ve
             double w[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
             for (int64_t p = set.bounds[b]; p < set.bounds[b + 1]; ++p) {
                 const double* v = set.vectors + 3 * p;
-                const double* g = gradient.data() + 3 * p;
+                const double* g = gradient.get() + 3 * p;
                 for (int x = 0; x < 3; ++x) {
                     for (int y = 0; y < 3; ++y) w[3 * x + y] += v[x] * g[y];
                 }
@@ -177,9 +191,9 @@ RepulsionXTB::RepulsionXTB(RepulsionXTBParams params, int n_threads) : params_(s
 }
 
 void RepulsionXTB::compute(const PairInputs& in, const PairOutputs& out) const {
-    const PairSet set = prepare(in, params_.n_species, cutoff());
+    const PairSet set = prepare(pool_, in, params_.n_species, cutoff());
     const bool gradient = wants_gradient(out);
-    std::vector<double> energy(set.n_pairs, 0.0), grad(gradient ? 3 * set.n_pairs : 0, 0.0);
+    PooledArray<double> energy = filled(pool_, set.n_pairs, 0.0), grad = filled(pool_, gradient ? 3 * set.n_pairs : 0, 0.0);
     const int64_t n_species = params_.n_species;
     const double bohr = params_.bohr_per_angstrom;
 #pragma omp parallel for schedule(static) num_threads(threads_for(set.n_pairs, n_threads_))
@@ -198,7 +212,7 @@ void RepulsionXTB::compute(const PairInputs& in, const PairOutputs& out) const {
         if (gradient) {
             // de/dd = e (-1/d - sqrt_alpha k d^(k-1)); nothing moves while clamped
             const double de_dr = r > REPULSION_MIN_DISTANCE ? e * (-1.0 / d - sqrt_alpha * k * d_k / d) * bohr : 0.0;
-            along(set.vectors + 3 * p, r, set.weight[p] * (de_dr * fc + e * dfc), grad.data() + 3 * p);
+            along(set.vectors + 3 * p, r, set.weight[p] * (de_dr * fc + e * dfc), grad.get() + 3 * p);
         }
     }
     finish(set, energy, grad, out);
@@ -223,13 +237,31 @@ DispersionD3::DispersionD3(DispersionD3Params params, int n_threads) : params_(s
             r.c6[r.count] = params_.c6[at];
             r.cn_a[r.count] = params_.cn_a[at];
             r.cn_b[r.count] = params_.cn_b[at];
+            r.p[r.count] = static_cast<int>(k) / D3_REFERENCES;
+            r.q[r.count] = static_cast<int>(k) % D3_REFERENCES;
             ++r.count;
+        }
+    }
+    // One CN per (element, reference) across every table entry that uses it?
+    reference_cn_.assign(n * D3_REFERENCES, std::nan(""));
+    separable_ = true;
+    auto agree = [&](size_t element, int ref, double cn) {
+        double& slot = reference_cn_[element * D3_REFERENCES + ref];
+        if (std::isnan(slot)) slot = cn;
+        return slot == cn;
+    };
+    for (size_t a = 0; a < n && separable_; ++a) {
+        for (size_t b = 0; b < n && separable_; ++b) {
+            const References& r = references_[a * n + b];
+            for (int k = 0; k < r.count; ++k) {
+                if (!agree(a, r.p[k], r.cn_a[k]) || !agree(b, r.q[k], r.cn_b[k])) separable_ = false;
+            }
         }
     }
 }
 
 void DispersionD3::compute(const PairInputs& in, const PairOutputs& out) const {
-    const PairSet set = prepare(in, params_.n_species, cutoff());
+    const PairSet set = prepare(pool_, in, params_.n_species, cutoff());
     const bool gradient = wants_gradient(out);
     const int threads = threads_for(set.n_pairs, n_threads_);
     const int64_t n_species = params_.n_species;
@@ -237,7 +269,8 @@ void DispersionD3::compute(const PairInputs& in, const PairOutputs& out) const {
     const DispersionD3Params& P = params_;
 
     // Pass 1: each pair's count towards the coordination numbers, and its slope d count / dr.
-    std::vector<double> count(set.n_pairs, 0.0), count_slope(gradient ? set.n_pairs : 0, 0.0);
+    PooledArray<double> count = filled(pool_, set.n_pairs, 0.0);
+    PooledArray<double> count_slope = filled(pool_, gradient ? set.n_pairs : 0, 0.0);
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t p = 0; p < set.n_pairs; ++p) {
         const double r = set.distance[p];
@@ -251,15 +284,29 @@ void DispersionD3::compute(const PairInputs& in, const PairOutputs& out) const {
         // dc/dt = -e^t c^2, dt/dd = k1 k2 radii / d^2
         if (gradient && d > 0.0) count_slope[p] = -et * c * c * (P.k1 * P.k2 * radii / (d * d)) * bohr;
     }
-    std::vector<double> cn(set.n_atoms, 0.0);
+    PooledArray<double> cn = filled(pool_, set.n_atoms, 0.0);
     for (int64_t p = 0; p < set.n_pairs; ++p) {
         cn[set.atoms[2 * p]] += count[p];
         cn[set.atoms[2 * p + 1]] += count[p];
     }
 
+    // Per-atom Gaussian factors exp(-k3 (CN_i - reference_cn)^2) when the tables allow (separable_).
+    PooledArray<double> factor = filled(pool_, separable_ ? D3_REFERENCES * set.n_atoms : 0, 0.0);
+    if (separable_) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (int64_t i = 0; i < set.n_atoms; ++i) {
+            const double* reference = reference_cn_.data() + D3_REFERENCES * set.species[i];
+            for (int p = 0; p < D3_REFERENCES; ++p) {
+                const double delta = cn[i] - reference[p];
+                factor[D3_REFERENCES * i + p] = std::isnan(reference[p]) ? 0.0 : std::exp(-P.k3 * delta * delta);
+            }
+        }
+    }
+
     // Pass 2: energies, dE/dr at fixed CN, and dE/dCN of both atoms (weighted).
-    std::vector<double> energy(set.n_pairs, 0.0), grad(gradient ? 3 * set.n_pairs : 0, 0.0);
-    std::vector<double> dE_dr(gradient ? set.n_pairs : 0, 0.0), dE_dcn(gradient ? 2 * set.n_pairs : 0, 0.0);
+    PooledArray<double> energy = filled(pool_, set.n_pairs, 0.0), grad = filled(pool_, gradient ? 3 * set.n_pairs : 0, 0.0);
+    PooledArray<double> dE_dr = filled(pool_, gradient ? set.n_pairs : 0, 0.0);
+    PooledArray<double> dE_dcn = filled(pool_, gradient ? 2 * set.n_pairs : 0, 0.0);
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t p = 0; p < set.n_pairs; ++p) {
         const double r = set.distance[p];
@@ -270,9 +317,17 @@ void DispersionD3::compute(const PairInputs& in, const PairOutputs& out) const {
         const double cn_i = cn[i], cn_j = cn[j];
         double sum_g = 0, sum_c6g = 0;
         double g[D3_REFERENCES * D3_REFERENCES];
+        if (separable_) {
+            const double* fi = factor.get() + D3_REFERENCES * i;
+            const double* fj = factor.get() + D3_REFERENCES * j;
+            for (int k = 0; k < ref.count; ++k) g[k] = fi[ref.p[k]] * fj[ref.q[k]];
+        } else {
+            for (int k = 0; k < ref.count; ++k) {
+                const double da = cn_i - ref.cn_a[k], db = cn_j - ref.cn_b[k];
+                g[k] = std::exp(-P.k3 * (da * da + db * db));
+            }
+        }
         for (int k = 0; k < ref.count; ++k) {
-            const double da = cn_i - ref.cn_a[k], db = cn_j - ref.cn_b[k];
-            g[k] = std::exp(-P.k3 * (da * da + db * db));
             sum_g += g[k];
             sum_c6g += ref.c6[k] * g[k];
         }
@@ -308,7 +363,7 @@ void DispersionD3::compute(const PairInputs& in, const PairOutputs& out) const {
     }
     if (gradient) {
         // Pass 3: the CN chain rule, dE/dCN of each atom back onto every pair that counts towards it.
-        std::vector<double> atom_dE_dcn(set.n_atoms, 0.0);
+        PooledArray<double> atom_dE_dcn = filled(pool_, set.n_atoms, 0.0);
         for (int64_t p = 0; p < set.n_pairs; ++p) {
             atom_dE_dcn[set.atoms[2 * p]] += dE_dcn[2 * p];
             atom_dE_dcn[set.atoms[2 * p + 1]] += dE_dcn[2 * p + 1];
@@ -318,7 +373,7 @@ void DispersionD3::compute(const PairInputs& in, const PairOutputs& out) const {
             const double r = set.distance[p];
             if (r < 0.0) continue;
             const double chain = (atom_dE_dcn[set.atoms[2 * p]] + atom_dE_dcn[set.atoms[2 * p + 1]]) * count_slope[p];
-            along(set.vectors + 3 * p, r, dE_dr[p] + chain, grad.data() + 3 * p);
+            along(set.vectors + 3 * p, r, dE_dr[p] + chain, grad.get() + 3 * p);
         }
     }
     finish(set, energy, grad, out);

@@ -16,7 +16,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
+
+#include "large_buffer.hpp"
 
 namespace pyani {
 
@@ -80,6 +83,7 @@ public:
 private:
     RepulsionXTBParams params_;
     int n_threads_;
+    std::shared_ptr<Scratch> pool_ = std::make_shared<Scratch>();  // per-call buffers; locked
 };
 
 class DispersionD3 {
@@ -90,16 +94,27 @@ public:
     void compute(const PairInputs& in, const PairOutputs& out) const;
 
 private:
-    // The references of each species pair with c6 > 0 (the others weigh 0), packed.
+    // The references of each species pair with c6 > 0 (the others weigh 0), packed, with the
+    // reference indices (p, q) of the first and second atom.
     struct References {
         int count = 0;
         double c6[D3_REFERENCES * D3_REFERENCES];
         double cn_a[D3_REFERENCES * D3_REFERENCES];
         double cn_b[D3_REFERENCES * D3_REFERENCES];
+        int p[D3_REFERENCES * D3_REFERENCES];
+        int q[D3_REFERENCES * D3_REFERENCES];
     };
     DispersionD3Params params_;
     std::vector<References> references_;  // [n_species * n_species]
+    // Grimme's tables give each reference p of an element one CN, whatever the partner:
+    // cn_a[a,b,p,q] = reference_cn[a,p] and cn_b[a,b,p,q] = reference_cn[b,q]. Then
+    // exp(-k3 ((CN_i - cn_a)^2 + (CN_j - cn_b)^2)) is a product of per-atom factors, five
+    // exponentials per atom instead of up to 25 per pair. Tables without that structure take
+    // the general path.
+    bool separable_ = false;
+    std::vector<double> reference_cn_;  // [n_species, 5], NaN where an element has no such reference
     int n_threads_;
+    std::shared_ptr<Scratch> pool_ = std::make_shared<Scratch>();  // per-call buffers; locked
 };
 
 }  // namespace pyani

@@ -157,7 +157,10 @@ def _d3_pairs(
     distance,
     weight,
     cn,
+    factor,
     n_refs,
+    ref_p,
+    ref_q,
     ref_c6,
     ref_cn_a,
     ref_cn_b,
@@ -193,9 +196,12 @@ def _d3_pairs(
         sum_c6g = 0.0
         g = np.empty(count)
         for k in range(count):
-            da = cn_i - ref_cn_a[a, b, k]
-            db = cn_j - ref_cn_b[a, b, k]
-            g[k] = math.exp(-k3 * (da * da + db * db))
+            if factor.shape[0] > 0:  # separable tables: per-atom factors
+                g[k] = factor[i, ref_p[a, b, k]] * factor[j, ref_q[a, b, k]]
+            else:
+                da = cn_i - ref_cn_a[a, b, k]
+                db = cn_j - ref_cn_b[a, b, k]
+                g[k] = math.exp(-k3 * (da * da + db * db))
             sum_g += g[k]
             sum_c6g += ref_c6[a, b, k] * g[k]
         w = sum_g + eps
@@ -237,6 +243,19 @@ def _coordination_numbers(pairs, count, n_atoms):
         cn[pairs[p, 0]] += count[p]
         cn[pairs[p, 1]] += count[p]
     return cn
+
+
+@numba.njit(cache=True, parallel=True)
+def _gaussian_factors(species, cn, reference_cn, k3):
+    """exp(-k3 (CN_i - reference_cn[s_i, p])^2) [A, 5]; 0 where the element has no reference p."""
+    out = np.zeros((cn.shape[0], D3_REFERENCES))
+    for i in numba.prange(cn.shape[0]):
+        for p in range(D3_REFERENCES):
+            reference = reference_cn[species[i], p]
+            if not math.isnan(reference):
+                delta = cn[i] - reference
+                out[i, p] = math.exp(-k3 * delta * delta)
+    return out
 
 
 @numba.njit(cache=True, parallel=True)
@@ -400,9 +419,11 @@ class DispersionD3(_PairPotential):
         c6 = _table(params, "c6", refs).reshape(n, n, -1)
         cn_a = _table(params, "cn_a", refs).reshape(n, n, -1)
         cn_b = _table(params, "cn_b", refs).reshape(n, n, -1)
-        # The references with c6 > 0 packed first (the others weigh 0: TorchANI masks them).
+        # The references with c6 > 0 packed first (the others weigh 0: TorchANI masks them),
+        # with their indices p (first atom) and q (second atom).
         self._n_refs = np.zeros((n, n), dtype=np.int64)
         self._c6, self._cn_a, self._cn_b = (np.zeros_like(c6) for _ in range(3))
+        self._p, self._q = (np.zeros(c6.shape, dtype=np.int64) for _ in range(2))
         for a in range(n):
             for b in range(n):
                 kept = np.flatnonzero(c6[a, b] > 0)
@@ -410,6 +431,28 @@ class DispersionD3(_PairPotential):
                 self._c6[a, b, : kept.size] = c6[a, b, kept]
                 self._cn_a[a, b, : kept.size] = cn_a[a, b, kept]
                 self._cn_b[a, b, : kept.size] = cn_b[a, b, kept]
+                self._p[a, b, : kept.size], self._q[a, b, : kept.size] = np.divmod(kept, D3_REFERENCES)
+        self._reference_cn = self._separable_reference_cn()
+
+    def _separable_reference_cn(self) -> np.ndarray | None:
+        """Grimme's tables give each reference p of an element one CN, whatever the partner:
+        cn_a[a,b,p,q] = cn[a,p], cn_b[a,b,p,q] = cn[b,q]. The Gaussian weight is then a product
+        of per-atom factors (five exponentials per atom, not up to 25 per pair). That [n, 5]
+        table (NaN: no such reference), or None for tables without the structure."""
+        n = self._n_species
+        out = np.full((n, D3_REFERENCES), np.nan)
+        for a in range(n):
+            for b in range(n):
+                for k in range(self._n_refs[a, b]):
+                    for element, ref, value in (
+                        (a, self._p[a, b, k], self._cn_a[a, b, k]),
+                        (b, self._q[a, b, k], self._cn_b[a, b, k]),
+                    ):
+                        if np.isnan(out[element, ref]):
+                            out[element, ref] = value
+                        elif out[element, ref] != value:
+                            return None
+        return out
 
     def _pairs(self, species, pairs, vectors, distance, weight, n_atoms, gradient):
         s = self._scalars
@@ -418,13 +461,20 @@ class DispersionD3(_PairPotential):
             species, pairs, distance, self._covalent_radii, s["k1"], s["k2"], self._bohr, gradient
         )
         cn = _coordination_numbers(pairs, count, n_atoms)
+        if self._reference_cn is None:
+            factor = np.zeros((0, D3_REFERENCES))
+        else:
+            factor = _gaussian_factors(species, cn, self._reference_cn, s["k3"])
         energy, de_dr, de_dcn = _d3_pairs(
             species,
             pairs,
             distance,
             weight,
             cn,
+            factor,
             self._n_refs,
+            self._p,
+            self._q,
             self._c6,
             self._cn_a,
             self._cn_b,
