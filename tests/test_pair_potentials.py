@@ -569,3 +569,32 @@ def test_lammps_bridge_with_pair_potentials(tmp_path, ranks, kinds):
     np.testing.assert_allclose(out["forces"], reference.forces, rtol=0, atol=1e-11)
     s = reference.stress
     np.testing.assert_allclose(out["stress"], [s[0, 0], s[1, 1], s[2, 2], s[0, 1], s[0, 2], s[1, 2]], atol=1e-13)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_kernel_object_serves_several_threads(backend):
+    """compute() keeps no state between calls (C++: a locked buffer pool): threads sharing one
+    object get what serial calls give."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    kernel = make_kernel(backend, "dispersion_d3bj")
+    rng = np.random.default_rng(29)
+    cases = []
+    for n in (3, 4, 5):
+        numbers, positions, cell = water_box(rng, n)
+        cases.append(
+            (species_of(numbers), *kernels(backend).NeighborList(8.0).compute(positions, cell, np.ones(3, bool)))
+        )
+
+    def run(case):
+        species, pairs, _, vectors = case
+        return kernel.compute(species, pairs, vectors, forces=True, virial=True)
+
+    serial = [run(c) for c in cases]
+    with ThreadPoolExecutor(3) as pool:
+        threaded = list(pool.map(run, cases * 3))
+    for k, got in enumerate(threaded):
+        want = serial[k % len(cases)]
+        for a, b in zip(got, want):
+            if a is not None:
+                np.testing.assert_array_equal(a, b)
