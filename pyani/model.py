@@ -109,6 +109,7 @@ class Model:
         pair potentials' cutoffs. Atoms further apart have no term together; with D3 dispersion
         an atom's energy still depends on atoms up to twice this far (through its neighbours'
         coordination numbers)."""
+        self._radial_cutoff = float(aev["radial_cutoff"])
         self.n_threads = n_threads
         """Threads for the kernels and ONNX Runtime (0 = all cores)."""
         self.precision = precision
@@ -209,17 +210,18 @@ class Model:
 
         # member plans take the full AEV: so does the mean when they are wanted
         plan = self.networks.default if member_forces else self.networks.plan(system.counts)
+        aev_pairs, aev_vectors, aev_bounds = self._aev_pairs(system)
         run = self.aev_computer.forward(
             system.species,
-            system.pairs,
-            system.vectors,
+            aev_pairs,
+            aev_vectors,
             system.rows,
             system.n_atoms,
             plan.columns,
             backward=gradient or member_forces,
         )
         if member_forces:  # before the mean's run, which may write its gradient over the AEV
-            result_members = self._member_forces(system, run, counted)
+            result_members = self._member_forces(system, run, counted, aev_bounds)
         member_atomic, aev_gradient = plan.run(run.aev, system.counts, gradient)
         pair = self.pair_potentials.compute(
             system, counted, atomic=atomic, forces=forces or member_forces, virial=stress
@@ -227,7 +229,7 @@ class Model:
         result = _result.energies(system, member_atomic, self.self_energies, atomic, counted, pair)
         if gradient:
             f, virial = run.backward(
-                _counted_rows(aev_gradient, system, counted), system.pair_bounds, forces=forces, virial=stress
+                _counted_rows(aev_gradient, system, counted), aev_bounds, forces=forces, virial=stress
             )
             if forces:
                 result.forces = system.scatter(f if pair is None else f + pair.forces)
@@ -243,13 +245,24 @@ class Model:
             result.member_forces = per_member
         return _inputs.split(result, lengths)
 
-    def _member_forces(self, system, run, counted) -> tuple[np.ndarray, np.ndarray]:
+    def _aev_pairs(self, system) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(pairs, vectors, pair_bounds) within the radial AEV cutoff: with pair potentials the
+        neighbour list reaches further (8 Angstrom for D3), and the AEV kernels' cost grows with
+        every pair they are given, even those they skip (4x the forward pass on a water box)."""
+        if self.cutoff <= self._radial_cutoff or len(system.vectors) == 0:
+            return system.pairs, system.vectors, system.pair_bounds
+        v = system.vectors
+        keep = np.flatnonzero(np.einsum("ij,ij->i", v, v) < self._radial_cutoff**2)
+        bounds = np.searchsorted(keep, system.pair_bounds).astype(np.int64)
+        return system.pairs[keep], v[keep], bounds
+
+    def _member_forces(self, system, run, counted, aev_bounds) -> tuple[np.ndarray, np.ndarray]:
         """(forces of each member [(B,) M, N, 3], their standard deviation (ddof=1))."""
         members = []
         for m in range(self.ensemble_size):
             # a chunked run writes its gradient over the AEV: give it a copy
             _, grad = self.networks.member_plan(m).run(run.aev.copy(), system.counts, True)
-            members.append(run.backward(_counted_rows(grad, system, counted), system.pair_bounds, forces=True)[0])
+            members.append(run.backward(_counted_rows(grad, system, counted), aev_bounds, forces=True)[0])
         stacked = np.stack(members)  # [M, A, 3]
         std = stacked.std(axis=0, ddof=1) if len(members) > 1 else np.zeros_like(stacked[0])
         per_structure = np.moveaxis(system.scatter(np.moveaxis(stacked, 0, 1)), -2, -3)  # M before N
