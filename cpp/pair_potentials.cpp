@@ -56,7 +56,8 @@ struct PairSet {
     const double* vectors = nullptr;
 };
 
-PairSet prepare(const std::shared_ptr<Scratch>& pool, const PairInputs& in, int n_species, double cutoff) {
+PairSet prepare(const std::shared_ptr<Scratch>& pool, const PairInputs& in, int n_species, double cutoff,
+                int n_threads) {
     require(in.n_atoms >= 0 && in.n_pairs >= 0 && in.n_structures >= 0, "negative sizes");
     PairSet set;
     set.n_atoms = in.n_atoms;
@@ -84,10 +85,12 @@ PairSet prepare(const std::shared_ptr<Scratch>& pool, const PairInputs& in, int 
     }
     set.distance = take_pooled<double>(pool, in.n_pairs);
     set.weight = filled(pool, in.n_pairs, 1.0);
+    int64_t not_finite = 0;  // counted, not thrown: an exception must not leave an OpenMP region
+#pragma omp parallel for schedule(static) reduction(+ : not_finite) num_threads(threads_for(in.n_pairs, n_threads))
     for (int64_t p = 0; p < in.n_pairs; ++p) {
         const double* v = in.vectors + 3 * p;
         const double r = std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
-        require(std::isfinite(r), "vectors must be finite");
+        if (!std::isfinite(r)) ++not_finite;
         // r <= cutoff as TorchANI's discard_outside_cutoff (a pair at the cutoff counts in the CN)
         set.distance[p] = r <= cutoff ? r : -1.0;
         if (in.atom_mask != nullptr) {
@@ -95,6 +98,7 @@ PairSet prepare(const std::shared_ptr<Scratch>& pool, const PairInputs& in, int 
                                    (in.atom_mask[set.atoms[2 * p + 1]] ? 1.0 : 0.0));
         }
     }
+    require(not_finite == 0, "vectors must be finite");
     return set;
 }
 
@@ -191,7 +195,7 @@ RepulsionXTB::RepulsionXTB(RepulsionXTBParams params, int n_threads) : params_(s
 }
 
 void RepulsionXTB::compute(const PairInputs& in, const PairOutputs& out) const {
-    const PairSet set = prepare(pool_, in, params_.n_species, cutoff());
+    const PairSet set = prepare(pool_, in, params_.n_species, cutoff(), n_threads_);
     const bool gradient = wants_gradient(out);
     PooledArray<double> energy = filled(pool_, set.n_pairs, 0.0), grad = filled(pool_, gradient ? 3 * set.n_pairs : 0, 0.0);
     const int64_t n_species = params_.n_species;
@@ -261,7 +265,7 @@ DispersionD3::DispersionD3(DispersionD3Params params, int n_threads) : params_(s
 }
 
 void DispersionD3::compute(const PairInputs& in, const PairOutputs& out) const {
-    const PairSet set = prepare(pool_, in, params_.n_species, cutoff());
+    const PairSet set = prepare(pool_, in, params_.n_species, cutoff(), n_threads_);
     const bool gradient = wants_gradient(out);
     const int threads = threads_for(set.n_pairs, n_threads_);
     const int64_t n_species = params_.n_species;
