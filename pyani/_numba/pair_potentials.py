@@ -17,6 +17,8 @@ import numpy as np
 #: TorchANI's RepulsionXTB clamps distances (Angstrom) to this before dividing by them.
 REPULSION_MIN_DISTANCE = 1e-7
 D3_REFERENCES = 5
+#: Thread start-up costs more than the work below this many pairs per thread (as in the C++).
+MIN_PAIRS_PER_THREAD = 2048
 CUTOFF_FNS = {"dummy": 0, "cosine": 1, "smooth": 2}
 
 
@@ -341,6 +343,7 @@ class _PairPotential:
         then counts with weight (m_i + m_j) / 2 in energies, forces and virial (atomic energies
         are unweighted, half of each pair to each atom). virial[b] sums outer(vector,
         dE/dvector) over its pairs."""
+        # the package's helpers; imported here because the package imports this module first
         from . import _array, _in_range, _require, _require_shape, _threads, _using_threads
 
         species = _array(species, np.int32).copy()
@@ -364,7 +367,7 @@ class _PairPotential:
         if use_mask:
             _require_shape(mask, "atom_mask", (n_atoms,))
         gradient = bool(forces or virial)
-        with _using_threads(_threads(self._n_threads, n_pairs, 2048)):
+        with _using_threads(_threads(self._n_threads, n_pairs, MIN_PAIRS_PER_THREAD)):
             distance, weight = _distances(pairs, vectors, self.cutoff, n_atoms, mask, use_mask)
             energy, grad = self._pairs(species, pairs, vectors, distance, weight, n_atoms, gradient)
             e, a, f, w = _finish(
