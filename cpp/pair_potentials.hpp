@@ -78,6 +78,7 @@ public:
     RepulsionXTB(RepulsionXTBParams params, int n_threads);
     double cutoff() const { return params_.cutoff_fn.cutoff; }
     int n_species() const { return params_.n_species; }
+    size_t retained_bytes() const { return pool_->retained_bytes(); }
     void compute(const PairInputs& in, const PairOutputs& out) const;
 
 private:
@@ -91,6 +92,7 @@ public:
     DispersionD3(DispersionD3Params params, int n_threads);
     double cutoff() const { return params_.cutoff_fn.cutoff; }
     int n_species() const { return params_.n_species; }
+    size_t retained_bytes() const { return pool_->retained_bytes(); }
     void compute(const PairInputs& in, const PairOutputs& out) const;
 
 private:

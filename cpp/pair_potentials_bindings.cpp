@@ -168,6 +168,8 @@ void bind_pair_potentials(py::module_& m) {
              py::arg("params"), py::arg("n_species"), py::arg("n_threads") = 0,
              "params: a 'repulsion_xtb' entry of a model's 'pair_potentials' metadata.")
         .def_property_readonly("cutoff", &RepulsionXTB::cutoff, "Cutoff, Angstrom.")
+        .def_property_readonly("retained_bytes", &RepulsionXTB::retained_bytes,
+                               "Bytes of per-call buffers its pool holds (in use or kept for reuse).")
         .def("compute", &compute<RepulsionXTB>, py::arg("species"), py::arg("pairs"), py::arg("vectors"),
              py::arg("pair_bounds") = py::none(), py::arg("atom_mask") = py::none(), py::arg("atomic") = false,
              py::arg("forces") = false, py::arg("virial") = false, COMPUTE_DOC);
@@ -181,6 +183,8 @@ void bind_pair_potentials(py::module_& m) {
              py::arg("params"), py::arg("n_species"), py::arg("n_threads") = 0,
              "params: a 'dispersion_d3bj' entry of a model's 'pair_potentials' metadata.")
         .def_property_readonly("cutoff", &DispersionD3::cutoff, "Cutoff, Angstrom.")
+        .def_property_readonly("retained_bytes", &DispersionD3::retained_bytes,
+                               "Bytes of per-call buffers its pool holds (in use or kept for reuse).")
         .def("compute", &compute<DispersionD3>, py::arg("species"), py::arg("pairs"), py::arg("vectors"),
              py::arg("pair_bounds") = py::none(), py::arg("atom_mask") = py::none(), py::arg("atomic") = false,
              py::arg("forces") = false, py::arg("virial") = false, COMPUTE_DOC);

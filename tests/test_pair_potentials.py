@@ -591,6 +591,7 @@ def test_one_kernel_object_serves_several_threads(backend):
         return kernel.compute(species, pairs, vectors, forces=True, virial=True)
 
     serial = [run(c) for c in cases]
+    assert kernel.retained_bytes >= 0
     with ThreadPoolExecutor(3) as pool:
         threaded = list(pool.map(run, cases * 3))
     for k, got in enumerate(threaded):

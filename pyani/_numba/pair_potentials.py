@@ -319,6 +319,8 @@ def _number(params: dict, key: str) -> float:
 class _PairPotential:
     """What both potentials share: arguments in, outputs out."""
 
+    retained_bytes = 0  # no pool: NumPy and Numba's allocator manage the buffers
+
     def __init__(self, params: dict, n_species: int, n_threads: int):
         self._n_species = operator.index(n_species)
         if self._n_species <= 0:
