@@ -228,9 +228,13 @@ def cutoff_function(name, params, field: str = "aev", names=("cosine", "smooth")
         raise ValueError(f"{field}.cutoff_fn_params.order must be in 1..{MAX_SMOOTH_ORDER}, got {order}")
     if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.integer, np.floating)):
         raise ValueError(f"{field}.cutoff_fn_params.eps must be a number, got {eps!r}")
+    try:
+        eps = float(eps)
+    except OverflowError:  # an int beyond the doubles
+        eps = float("inf")
     if not (np.isfinite(eps) and eps > 0):
-        raise ValueError(f"{field}.cutoff_fn_params.eps must be finite and > 0, got {eps}")
-    return name, {"order": int(order), "eps": float(eps)}
+        raise ValueError(f"{field}.cutoff_fn_params.eps must be finite and > 0, got {params['eps']}")
+    return name, {"order": int(order), "eps": eps}
 
 
 def aev_constants(aev: dict, source: str) -> None:
