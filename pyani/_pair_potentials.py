@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _validate
+
 #: Kinds pyani implements -> the backend kernel object computing them.
 KERNELS = {"repulsion_xtb": "RepulsionXTB", "dispersion_d3bj": "DispersionD3"}
 CUTOFF_FNS = ("smooth", "cosine", "dummy")
-#: TorchANI's CutoffSmooth defaults, used when "cutoff_fn_params" leaves one out.
-SMOOTH_DEFAULTS = {"order": 2, "eps": 1e-10}
 D3_REFERENCES = 5
 
 _COMMON = ("kind", "cutoff", "cutoff_fn", "cutoff_fn_params", "bohr_per_angstrom")
@@ -141,29 +141,12 @@ def _entry(entry, where: str, n_elements: int) -> dict:
 
 
 def _cutoff_fn(entry: dict, where: str) -> dict:
-    name = entry["cutoff_fn"]
-    if name not in CUTOFF_FNS:
-        raise ValueError(f"{where}.cutoff_fn: {name!r} is not implemented (pyani knows {', '.join(CUTOFF_FNS)})")
-    params = entry.get("cutoff_fn_params")
-    if name != "smooth":
-        if params not in (None, {}):
-            raise ValueError(f"{where}.cutoff_fn_params: only the 'smooth' cutoff_fn takes parameters")
-        return {"cutoff_fn": name}
-    params = {} if params is None else params
-    if not isinstance(params, dict):
-        raise ValueError(f"{where}.cutoff_fn_params must be an object, got {type(params).__name__}")
-    unknown = sorted(set(params) - set(SMOOTH_DEFAULTS))
-    if unknown:
-        raise ValueError(f"{where}.cutoff_fn_params: unknown parameter(s) {', '.join(map(repr, unknown))}")
-    order = params.get("order", SMOOTH_DEFAULTS["order"])
-    if isinstance(order, float) and order.is_integer():
-        order = int(order)
-    if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= 64:
-        raise ValueError(f"{where}.cutoff_fn_params.order must be an integer from 1 to 64, got {order!r}")
-    eps = _positive(params.get("eps", SMOOTH_DEFAULTS["eps"]), f"{where}.cutoff_fn_params.eps", "")
-    if eps >= 1:
-        raise ValueError(f"{where}.cutoff_fn_params.eps must be below 1, got {eps}")
-    return {"cutoff_fn": "smooth", "cutoff_fn_params": {"order": order, "eps": eps}}
+    # the same names and parameters as the AEV's (TorchANI's defaults for smooth), plus "dummy";
+    # no default name: TorchANI's pair potentials default to smooth, the AEV to cosine
+    if entry["cutoff_fn"] is None:
+        raise ValueError(f"{where}.cutoff_fn must name the cutoff function ({', '.join(CUTOFF_FNS)})")
+    name, params = _validate.cutoff_function(entry["cutoff_fn"], entry.get("cutoff_fn_params"), where, CUTOFF_FNS)
+    return {"cutoff_fn": name, "cutoff_fn_params": params} if params else {"cutoff_fn": name}
 
 
 def _check_d3(params: dict, where: str) -> None:

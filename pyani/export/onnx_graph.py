@@ -63,6 +63,7 @@ def ensemble_metadata(ens: Ensemble) -> dict:
             "shf_a": list(aev.shf_a),
             "shf_z": list(aev.shf_z),
             "cutoff_fn": aev.cutoff_fn,
+            **({"cutoff_fn_params": dict(aev.cutoff_fn_params)} if aev.cutoff_fn_params else {}),
             "length": aev.length(len(ens.elements)),
         },
         "activation": {"hidden": "celu", "alpha": CELU_ALPHA, "output": "linear"},
