@@ -65,7 +65,8 @@ PairSet prepare(const std::shared_ptr<Scratch>& pool, const PairInputs& in, int 
     set.vectors = in.vectors;
     set.species = take_pooled<int32_t>(pool, in.n_atoms);
     std::copy(in.species, in.species + in.n_atoms, set.species.data());
-    for (int64_t i = 0; i < in.n_atoms; ++i) require(set.species[i] >= 0 && set.species[i] < n_species, "species out of range");
+    for (int64_t i = 0; i < in.n_atoms; ++i)
+        require(set.species[i] >= 0 && set.species[i] < n_species, "species out of range");
     if (in.pair_bounds == nullptr) {
         set.bounds = {0, in.n_pairs};
     } else {
@@ -94,8 +95,8 @@ PairSet prepare(const std::shared_ptr<Scratch>& pool, const PairInputs& in, int 
         // r <= cutoff as TorchANI's discard_outside_cutoff (a pair at the cutoff counts in the CN)
         set.distance[p] = r <= cutoff ? r : -1.0;
         if (in.atom_mask != nullptr) {
-            set.weight[p] = 0.5 * ((in.atom_mask[set.atoms[2 * p]] ? 1.0 : 0.0) +
-                                   (in.atom_mask[set.atoms[2 * p + 1]] ? 1.0 : 0.0));
+            set.weight[p] =
+                0.5 * ((in.atom_mask[set.atoms[2 * p]] ? 1.0 : 0.0) + (in.atom_mask[set.atoms[2 * p + 1]] ? 1.0 : 0.0));
         }
     }
     require(not_finite == 0, "vectors must be finite");
@@ -186,7 +187,8 @@ void PairCutoffFunction::evaluate(double r, double& value, double& slope) const 
     }
 }
 
-RepulsionXTB::RepulsionXTB(RepulsionXTBParams params, int n_threads) : params_(std::move(params)), n_threads_(n_threads) {
+RepulsionXTB::RepulsionXTB(RepulsionXTBParams params, int n_threads)
+    : params_(std::move(params)), n_threads_(n_threads) {
     const size_t n = static_cast<size_t>(params_.n_species);
     require(params_.n_species > 0, "n_species must be positive");
     require(params_.y_ab.size() == n * n && params_.sqrt_alpha_ab.size() == n * n && params_.k_rep_ab.size() == n * n,
@@ -197,7 +199,8 @@ RepulsionXTB::RepulsionXTB(RepulsionXTBParams params, int n_threads) : params_(s
 void RepulsionXTB::compute(const PairInputs& in, const PairOutputs& out) const {
     const PairSet set = prepare(pool_, in, params_.n_species, cutoff(), n_threads_);
     const bool gradient = wants_gradient(out);
-    PooledArray<double> energy = filled(pool_, set.n_pairs, 0.0), grad = filled(pool_, gradient ? 3 * set.n_pairs : 0, 0.0);
+    PooledArray<double> energy = filled(pool_, set.n_pairs, 0.0),
+                        grad = filled(pool_, gradient ? 3 * set.n_pairs : 0, 0.0);
     const int64_t n_species = params_.n_species;
     const double bohr = params_.bohr_per_angstrom;
 #pragma omp parallel for schedule(static) num_threads(threads_for(set.n_pairs, n_threads_))
@@ -222,15 +225,17 @@ void RepulsionXTB::compute(const PairInputs& in, const PairOutputs& out) const {
     finish(set, energy, grad, out);
 }
 
-DispersionD3::DispersionD3(DispersionD3Params params, int n_threads) : params_(std::move(params)), n_threads_(n_threads) {
+DispersionD3::DispersionD3(DispersionD3Params params, int n_threads)
+    : params_(std::move(params)), n_threads_(n_threads) {
     const size_t n = static_cast<size_t>(params_.n_species);
     const size_t refs = D3_REFERENCES * D3_REFERENCES;
     require(params_.n_species > 0, "n_species must be positive");
     require(params_.cutoff_radii.size() == n * n && params_.sqrt_charge_ab.size() == n * n,
             "cutoff_radii and sqrt_charge_ab must have shape (n_species, n_species)");
     require(params_.covalent_radii.size() == n, "covalent_radii must have shape (n_species,)");
-    require(params_.c6.size() == n * n * refs && params_.cn_a.size() == n * n * refs && params_.cn_b.size() == n * n * refs,
-            "c6, cn_a and cn_b must have shape (n_species, n_species, 5, 5)");
+    require(
+        params_.c6.size() == n * n * refs && params_.cn_a.size() == n * n * refs && params_.cn_b.size() == n * n * refs,
+        "c6, cn_a and cn_b must have shape (n_species, n_species, 5, 5)");
     require(std::isfinite(params_.cutoff_fn.cutoff) && params_.cutoff_fn.cutoff > 0, "cutoff must be finite and > 0");
     references_.resize(n * n);
     for (size_t ab = 0; ab < n * n; ++ab) {
@@ -280,7 +285,8 @@ void DispersionD3::compute(const PairInputs& in, const PairOutputs& out) const {
         const double r = set.distance[p];
         if (r < 0.0) continue;
         const double d = r * bohr;
-        const double radii = P.covalent_radii[set.species[set.atoms[2 * p]]] + P.covalent_radii[set.species[set.atoms[2 * p + 1]]];
+        const double radii =
+            P.covalent_radii[set.species[set.atoms[2 * p]]] + P.covalent_radii[set.species[set.atoms[2 * p + 1]]];
         const double t = -P.k1 * (P.k2 * radii / d - 1.0);
         const double et = std::exp(t);
         const double c = 1.0 / (1.0 + et);
@@ -308,7 +314,8 @@ void DispersionD3::compute(const PairInputs& in, const PairOutputs& out) const {
     }
 
     // Pass 2: energies, dE/dr at fixed CN, and dE/dCN of both atoms (weighted).
-    PooledArray<double> energy = filled(pool_, set.n_pairs, 0.0), grad = filled(pool_, gradient ? 3 * set.n_pairs : 0, 0.0);
+    PooledArray<double> energy = filled(pool_, set.n_pairs, 0.0),
+                        grad = filled(pool_, gradient ? 3 * set.n_pairs : 0, 0.0);
     PooledArray<double> dE_dr = filled(pool_, gradient ? set.n_pairs : 0, 0.0);
     PooledArray<double> dE_dcn = filled(pool_, gradient ? 2 * set.n_pairs : 0, 0.0);
 #pragma omp parallel for schedule(static) num_threads(threads)
@@ -352,7 +359,8 @@ void DispersionD3::compute(const PairInputs& in, const PairOutputs& out) const {
         if (!gradient) continue;
         const double wp = set.weight[p];
         // dE0/dd = C6 (6 s6 d^5 / den6^2 + 24 q s8 d^7 / den8^2)
-        const double de0_dd = c6 * (6.0 * P.s6 * d2 * d2 * d / (den6 * den6) + 24.0 * q * P.s8 * d6 * d / (den8 * den8));
+        const double de0_dd =
+            c6 * (6.0 * P.s6 * d2 * d2 * d / (den6 * den6) + 24.0 * q * P.s8 * d6 * d / (den8 * den8));
         dE_dr[p] = wp * (de0_dd * bohr * fc + e0 * dfc);
         // dC6/dCN_i = -2 k3 / W sum g (c6 - C6)(CN_i - cn_a); same for j with cn_b
         double sum_i = 0, sum_j = 0;

@@ -27,8 +27,8 @@ namespace pyani {
 struct PairCutoffFunction {
     enum Kind { Dummy, Cosine, Smooth };
     Kind kind = Smooth;
-    double cutoff = 0;  // Angstrom
-    int order = 2;      // smooth only
+    double cutoff = 0;   // Angstrom
+    int order = 2;       // smooth only
     double eps = 1e-10;  // smooth only
     // fc(r) and d fc / dr.
     void evaluate(double r, double& value, double& slope) const;
@@ -38,8 +38,8 @@ struct PairInputs {
     int64_t n_atoms = 0;
     const int32_t* species = nullptr;  // [n_atoms], checked in range
     int64_t n_pairs = 0;
-    const int64_t* pairs = nullptr;      // [n_pairs, 2]
-    const double* vectors = nullptr;     // [n_pairs, 3], r_j - r_i + image, Angstrom
+    const int64_t* pairs = nullptr;   // [n_pairs, 2]
+    const double* vectors = nullptr;  // [n_pairs, 3], r_j - r_i + image, Angstrom
     int64_t n_structures = 1;
     const int64_t* pair_bounds = nullptr;  // [n_structures + 1], or null: one structure
     const uint8_t* atom_mask = nullptr;    // [n_atoms] or null: every atom counts
