@@ -28,7 +28,9 @@ CELU_ALPHA = 0.1
 
 @dataclass
 class AEVConstants:
-    """AEV hyper-parameters (Angstrom, Angstrom^-2, radians)."""
+    """AEV hyper-parameters (Angstrom, Angstrom^-2, radians). cutoff_fn: "cosine" or
+    "smooth"; cutoff_fn_params: {"order": int, "eps": float} of "smooth" (None: none written,
+    TorchANI's defaults 2 and 1e-10 at load)."""
 
     radial_cutoff: float
     angular_cutoff: float
@@ -39,7 +41,7 @@ class AEVConstants:
     shf_a: list[float]
     shf_z: list[float]
     cutoff_fn: str = "cosine"
-    cutoff_fn_params: dict | None = None  # {"order", "eps"} of the "smooth" cutoff
+    cutoff_fn_params: dict | None = None
 
     def length(self, n_species: int) -> int:
         """Number of AEV features for ``n_species`` elements."""

@@ -76,14 +76,13 @@ def ensemble_metadata(ens: Ensemble) -> dict:
             "shf_a": list(aev.shf_a),
             "shf_z": list(aev.shf_z),
             "cutoff_fn": aev.cutoff_fn,
+            **({"cutoff_fn_params": dict(aev.cutoff_fn_params)} if aev.cutoff_fn_params else {}),
             "length": aev.length(len(ens.elements)),
         },
         "activation": {**check_activation(ens.activation), "output": "linear", "prescaled": ens.prescaled},
         "units": {"energy": "Hartree", "length": "Angstrom"},
         "provenance": ens.provenance,
     }
-    if aev.cutoff_fn_params is not None:
-        meta["aev"]["cutoff_fn_params"] = dict(aev.cutoff_fn_params)
     if ens.pair_potentials:
         meta["pair_potentials"] = list(ens.pair_potentials)
     return meta
