@@ -36,9 +36,11 @@ def perturbed_ani2x():
 
 
 def gelu_smooth():
-    """simple_ani: GELU, no biases, smooth cutoff, 3 members, no pair potentials."""
+    """simple_ani: GELU, no biases, a smooth cutoff of unusual order and eps, 3 members, no
+    pair potentials."""
     torch.manual_seed(1)
-    return simple_ani(("H", "C", "N", "O"), "wb97x-631gd", ensemble_size=3, repulsion=False, cutoff_fn="smooth")
+    cutoff = torchani.cutoffs.CutoffSmooth(order=3, eps=1e-8)
+    return simple_ani(("H", "C", "N", "O"), "wb97x-631gd", ensemble_size=3, repulsion=False, cutoff_fn=cutoff)
 
 
 def custom5(activation: torch.nn.Module):
