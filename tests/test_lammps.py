@@ -95,6 +95,7 @@ def test_two_ranks_run_the_serial_trajectory_and_conserve_energy(tmp_path):
         (2, {"elements": ["O", "H"], "fail_on_rank": 1}, "pyani on MPI rank 1: ValueError: injected failure"),
         (1, {"elements": ["O", "H"], "fail_on_rank": 0}, "pyani on MPI rank 0: ValueError: injected failure"),
         (2, {"elements": ["O", "H"], "model_on_rank": {"1": "missing.onnx"}}, "attach failed on MPI rank 1"),
+        (2, {"elements": ["O", "H"], "no_atom_ids": True}, "LAMMPS atoms have no ids"),
     ],
 )
 def test_a_bad_setup_stops_every_rank_with_one_message(tmp_path, ranks, args, message):
