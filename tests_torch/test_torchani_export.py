@@ -159,6 +159,21 @@ def test_matches_torchani(name, precision, backend, record_property):
     assert energy <= bound[0] and forces <= bound[1] and stress <= bound[2], (energy, forces, stress)
 
 
+@pytest.mark.parametrize("name", ["custom5_celu", "2dr"])
+def test_atomic_energies_match_torchani(name, backend):
+    """Per-atom energies (networks, self energies, half of each pair energy) as TorchANI's."""
+    model, data = exported(name)
+    numbers, positions, cell = structures(name)[2]
+    species = torch.tensor(numbers[None])
+    coords = torch.tensor(positions[None])
+    pbc = torch.tensor([True, True, True])
+    want = model.atomic_energies((species, coords), cell=torch.tensor(cell), pbc=pbc).energies[0].numpy()
+    r = pyani.load(_write(data, name), backend=backend, precision="float64").compute(
+        numbers, positions, cell, True, atomic=True, forces=False
+    )
+    assert np.abs(r.atomic_energies - want).max() < 1e-10
+
+
 def test_metadata_describes_the_export():
     model, data = exported("2dr")
     meta = pyani.load(_write(data, "2dr")).metadata

@@ -46,6 +46,7 @@ def run_models(args) -> int:
         print(f"{name:<10} {'shipped':<10} pyani.load({name!r})")
     print(f"{'ani-2x':<10} {'external':<10} pass the NeuroChem file: pyani.load('path/to/ani-2x_8x.info'),")
     print(f"{'':<10} {'':<10} or convert it once: pyani export neurochem ani-2x_8x.info ani-2x.onnx")
+    print(f"{'torchani':<10} {'export':<10} TorchANI 2.x models: pyani export torchani ani2x ani2x.onnx (needs torch)")
     return 0
 
 
