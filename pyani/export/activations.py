@@ -59,14 +59,14 @@ class Activation:
     def forward(self, nodes: list, z: str, tag: str) -> tuple[str, tuple]:
         b, name = self.b, self.name
         if name == "celu":
-            # e = exp(min(z, 0) / alpha) is also the derivative (1 where z > 0).
+            # h = max(z, alpha (e - 1)), e = exp(min(z, 0) / alpha): alpha (e - 1) is 0 for z > 0
+            # and above z for z < 0 (exp(x) >= 1 + x); e is also the derivative (1 for z > 0).
             alpha = b.scalar("celu_alpha", self.spec["alpha"])
             neg = b.node(nodes, "Clip", [z, "", b.zero], f"{tag}_neg")
-            e = b.node(nodes, "Exp", [b.node(nodes, "Div", [neg, alpha], f"{tag}_negs")], f"{tag}_exp")
-            em1 = b.node(nodes, "Sub", [e, b.one], f"{tag}_em1")
-            tail = b.node(nodes, "Mul", [em1, alpha], f"{tag}_tail")
-            h = b.node(nodes, "Add", [b.node(nodes, "Relu", [z], f"{tag}_relu"), tail], f"{tag}_h")
-            return h, (e,)
+            scaled = b.node(nodes, "Mul", [neg, b.scalar("celu_inv_alpha", 1.0 / self.spec["alpha"])], f"{tag}_negs")
+            e = b.node(nodes, "Exp", [scaled], f"{tag}_exp")
+            tail = b.node(nodes, "Sub", [b.node(nodes, "Mul", [e, alpha], f"{tag}_ae"), alpha], f"{tag}_tail")
+            return b.node(nodes, "Max", [z, tail], f"{tag}_h"), (e,)
         if name == "gelu":
             u = b.node(nodes, "Mul", [z, b.scalar("inv_sqrt2", math.sqrt(0.5))], f"{tag}_u")
             erf = b.node(nodes, "Erf", [u], f"{tag}_erf")

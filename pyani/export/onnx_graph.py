@@ -88,6 +88,9 @@ def ensemble_metadata(ens: Ensemble) -> dict:
     return meta
 
 
+_SMALL_CONSTANTS = {"one": 1.0, "zero": 0.0, "half": 0.5}
+
+
 class _Builder:
     """Collects serialized nodes and initializers with unique names."""
 
@@ -114,6 +117,14 @@ class _Builder:
         out = self.name(base)
         nodes.append(onnx_writer.node(op, inputs, [out], out, **attrs))
         return out
+
+    def __getattr__(self, name: str) -> str:
+        # one, zero, half: initializers made on first use (an unused one makes ONNX Runtime warn)
+        if name not in _SMALL_CONSTANTS:
+            raise AttributeError(name)
+        value = self.const(name, np.float32(_SMALL_CONSTANTS[name]))
+        setattr(self, name, value)
+        return value
 
     def scalar(self, base: str, value: float) -> str:
         """A float constant as the sum of three float32 numbers, added in the main graph (the
@@ -149,10 +160,9 @@ def build_model(ens: Ensemble) -> bytes:
 
     perm = {"perm": [1, 0, 2]}
 
-    b.one = one = b.const("one", np.float32(1.0))
-    b.zero = zero = b.const("zero", np.float32(0.0))
-    if not prescaled:
-        b.half = b.const("half", np.float32(0.5))
+    if prescaled:  # (in this order: the shipped files' bytes)
+        one, zero = b.one, b.zero
+    else:
         # Unscaled graphs divide the output weights by M in the graph (exact in float64).
         mean_divisor = b.const("n_members", np.float32(n_members))
 
