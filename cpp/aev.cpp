@@ -91,6 +91,12 @@ AEVComputer::AEVComputer(AEVParams params, int n_threads, const std::string& isa
             "the AEV parameters must be finite");
     require(params.angular_cutoff > 0 && params.angular_cutoff <= params.radial_cutoff,
             "angular_cutoff must be in (0, radial_cutoff]");
+    if (params.cutoff_fn.kind == CutoffFunction::smooth) {
+        require(params.cutoff_fn.order >= 1 && params.cutoff_fn.order <= MAX_SMOOTH_ORDER,
+                "cutoff_fn_params: order must be an integer in 1..1024");
+        require(std::isfinite(params.cutoff_fn.eps) && params.cutoff_fn.eps > 0,
+                "cutoff_fn_params: eps must be a finite number > 0");
+    }
     const AEVKernels& kernels = aev_kernels(isa);
     shared_ = std::make_shared<const Shared>(Shared{std::move(params), n_threads, kernels.isa, &kernels, double_precision});
 }

@@ -3,7 +3,8 @@
 //   radial   0.25 exp(-EtaR (r - ShfR)^2) fc(r)                                  r < Rcr
 //   angular  2 ((1 + cos(theta - ShfZ)) / 2)^Zeta exp(-EtaA ((rj + rk)/2 - ShfA)^2)
 //            fc(rj) fc(rk),  theta = acos(0.95 cos(angle jik))                   r < Rca
-//   fc(r) = 0.5 cos(pi r / Rc) + 0.5
+//   fc(r) = 0.5 cos(pi r / Rc) + 0.5                                (cutoff_fn "cosine")
+//   fc(r) = exp(1 - 1 / max(eps, 1 - (r / Rc)^order))               (cutoff_fn "smooth")
 // Layout of one AEV row: radial [n_species][n_shf_r], then angular
 // [species pair (upper triangle, row-major)][n_shf_a][n_shf_z].
 //
@@ -22,8 +23,19 @@
 
 namespace pyani {
 
+// The cutoff function fc of both AEV parts; order and eps are those of "smooth"
+// (TorchANI's CutoffSmooth; its defaults).
+constexpr int MAX_SMOOTH_ORDER = 1024;  // far beyond any model (TorchANI's default is 2)
+struct CutoffFunction {
+    enum Kind { cosine, smooth };
+    Kind kind = cosine;
+    int order = 2;
+    double eps = 1e-10;
+};
+
 struct AEVParams {
     int n_species = 0;
+    CutoffFunction cutoff_fn;
     double radial_cutoff = 0, angular_cutoff = 0;
     double eta_r = 0, eta_a = 0, zeta = 0;
     std::vector<double> shf_r, shf_a, shf_z;

@@ -11,6 +11,59 @@
 namespace pyani {
 namespace {
 
+// aev["cutoff_fn"]: "cosine" (also when absent or None) or "smooth" with aev["cutoff_fn_params"]
+// {"order": int, "eps": number} (each TorchANI's default when absent); AEVComputer checks
+// their ranges.
+CutoffFunction cutoff_function_from(const py::dict& aev) {
+    CutoffFunction fn;
+    const py::object name = aev.contains("cutoff_fn") ? py::object(aev["cutoff_fn"]) : py::object(py::none());
+    require(name.is_none() || py::isinstance<py::str>(name), "aev: cutoff_fn must be 'cosine' or 'smooth'");
+    const std::string kind = name.is_none() ? "cosine" : name.cast<std::string>();
+    // Absent, None and {} all mean: no parameters.
+    bool has_params = aev.contains("cutoff_fn_params") && !aev["cutoff_fn_params"].is_none();
+    if (has_params && py::isinstance<py::dict>(aev["cutoff_fn_params"])) {
+        has_params = py::len(aev["cutoff_fn_params"]) > 0;
+    }
+    if (kind == "cosine") {
+        require(!has_params, "aev: cutoff_fn_params belong to cutoff_fn 'smooth'; 'cosine' takes none");
+        return fn;
+    }
+    require(kind == "smooth", ("aev: cutoff_fn must be 'cosine' or 'smooth', got '" + kind + "'").c_str());
+    fn.kind = CutoffFunction::smooth;
+    if (!has_params) return fn;
+    const py::object params = aev["cutoff_fn_params"];
+    require(py::isinstance<py::dict>(params), "aev: cutoff_fn_params must be a dict {order, eps}");
+    const py::dict given = params.cast<py::dict>();
+    for (const auto& item : given) {
+        const std::string key = py::str(item.first);
+        require(key == "order" || key == "eps", ("aev: cutoff_fn_params has an unknown entry '" + key + "'").c_str());
+    }
+    const char* bad_order = "aev: cutoff_fn_params order must be an integer in 1..1024";
+    if (given.contains("order")) {
+        const py::object order = given["order"];
+        require(!py::isinstance<py::bool_>(order), bad_order);
+        PyObject* index = PyNumber_Index(order.ptr());  // ints and NumPy integers, not floats
+        if (!index) PyErr_Clear();
+        require(index != nullptr, bad_order);
+        int overflow = 0;
+        const long long value = PyLong_AsLongLongAndOverflow(index, &overflow);
+        Py_DECREF(index);
+        require(overflow == 0 && value >= 1 && value <= MAX_SMOOTH_ORDER, bad_order);
+        fn.order = static_cast<int>(value);
+    }
+    if (given.contains("eps")) {
+        const py::object eps = given["eps"];
+        const char* bad_eps = "aev: cutoff_fn_params eps must be a number > 0";
+        require(!py::isinstance<py::bool_>(eps) && !py::isinstance<py::str>(eps), bad_eps);
+        try {
+            fn.eps = eps.cast<double>();
+        } catch (const py::cast_error&) {
+            throw std::invalid_argument(bad_eps);
+        }
+    }
+    return fn;
+}
+
 AEVParams params_from(const py::dict& aev, int n_species) {
     AEVParams p;
     p.n_species = n_species;
@@ -29,9 +82,7 @@ AEVParams params_from(const py::dict& aev, int n_species) {
     } catch (const py::cast_error&) {
         throw std::invalid_argument("aev: cutoffs, eta and zeta must be numbers and the shifts sequences of numbers");
     }
-    if (aev.contains("cutoff_fn")) {
-        require(aev["cutoff_fn"].cast<std::string>() == "cosine", "aev: cutoff_fn must be 'cosine'");
-    }
+    p.cutoff_fn = cutoff_function_from(aev);
     return p;
 }
 

@@ -192,8 +192,54 @@ def count(value, name: str, minimum: int = 0) -> int:
     return n
 
 
+#: TorchANI's CutoffSmooth defaults, used for the parameters a "smooth" cutoff_fn leaves out.
+SMOOTH_CUTOFF_DEFAULTS = {"order": 2, "eps": 1e-10}
+#: Far beyond any model; keeps (r / cutoff)^order cheap in the kernels (cpp/aev.hpp).
+MAX_SMOOTH_ORDER = 1024
+
+
+def cutoff_function(name, params, field: str = "aev", names=("cosine", "smooth")) -> tuple[str, dict]:
+    """A cutoff function named in model metadata -> (name, parameters).
+
+    name: ``cutoff_fn`` (None = "cosine"); params: ``cutoff_fn_params`` (None or {} = none),
+    for "smooth" {"order": int in 1..1024, "eps": finite float > 0}, each TorchANI's default
+    when left out. field names the metadata entry in the ValueError for anything else.
+    """
+    name = "cosine" if name is None else name
+    if not isinstance(name, str) or name not in names:
+        allowed = ", ".join(repr(n) for n in names)
+        raise ValueError(f"{field}.cutoff_fn must be one of {allowed}, got {name!r}")
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise ValueError(f"{field}.cutoff_fn_params must be a dict, got {params!r}")
+    if name != "smooth":
+        if params:
+            raise ValueError(f"{field}.cutoff_fn_params: cutoff_fn {name!r} takes no parameters, got {params!r}")
+        return name, {}
+    unknown = sorted(set(map(str, params)) - set(SMOOTH_CUTOFF_DEFAULTS))
+    if unknown:
+        raise ValueError(f"{field}.cutoff_fn_params: unknown entries {unknown} (smooth takes order and eps)")
+    order = params.get("order", SMOOTH_CUTOFF_DEFAULTS["order"])
+    eps = params.get("eps", SMOOTH_CUTOFF_DEFAULTS["eps"])
+    if isinstance(order, (bool, np.bool_)) or not isinstance(order, (int, np.integer)):
+        raise ValueError(f"{field}.cutoff_fn_params.order must be an integer, got {order!r}")
+    if not 1 <= order <= MAX_SMOOTH_ORDER:
+        raise ValueError(f"{field}.cutoff_fn_params.order must be in 1..{MAX_SMOOTH_ORDER}, got {order}")
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{field}.cutoff_fn_params.eps must be a number, got {eps!r}")
+    try:
+        eps = float(eps)
+    except OverflowError:  # an int beyond the doubles
+        eps = float("inf")
+    if not (np.isfinite(eps) and eps > 0):
+        raise ValueError(f"{field}.cutoff_fn_params.eps must be finite and > 0, got {params['eps']}")
+    return name, {"order": int(order), "eps": eps}
+
+
 def aev_constants(aev: dict, source: str) -> None:
-    """The AEV constants of a model file: finite, cutoffs positive, shifts non-empty."""
+    """The AEV constants of a model file: finite, cutoffs positive, shifts non-empty, a known
+    cutoff function with valid parameters."""
     try:
         cutoffs = float(aev["radial_cutoff"]), float(aev["angular_cutoff"])
         scalars = [float(aev[k]) for k in ("eta_r", "eta_a", "zeta")]
@@ -208,3 +254,7 @@ def aev_constants(aev: dict, source: str) -> None:
         )
     if any(x.ndim != 1 or x.size == 0 for x in shifts):
         raise ValueError(f"{source}: the model's AEV shifts (shf_r, shf_a, shf_z) must be non-empty lists")
+    try:
+        cutoff_function(aev.get("cutoff_fn"), aev.get("cutoff_fn_params"))
+    except ValueError as err:
+        raise ValueError(f"{source}: the model's {err}") from None

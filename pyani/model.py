@@ -80,8 +80,6 @@ class Model:
         session, metadata, used_device = _runtime.create_session(graph, device, n_threads, source)
         aev = metadata["aev"]
         _validate.aev_constants(aev, source)
-        if aev.get("cutoff_fn", "cosine") != "cosine":
-            raise ValueError(f"{source}: unsupported cutoff function {aev['cutoff_fn']!r}")
         self.metadata = metadata
         self.source = source
         self.backend = backend_name

@@ -54,8 +54,20 @@ def pair_dict(pairs, shifts, vectors):
     return dict(zip(keys, np.asarray(vectors)))
 
 
+def cutoff_function(r, rc, name=None, params=None):
+    """TorchANI's cutoff functions at distances r < rc: "cosine" (None) or "smooth" with
+    params {order, eps} (TorchANI's defaults 2 and 1e-10 for those left out)."""
+    if name in (None, "cosine"):
+        return 0.5 * np.cos(np.pi * r / rc) + 0.5
+    if name == "smooth":
+        params = {"order": 2, "eps": 1e-10, **(params or {})}
+        return np.exp(1 - 1 / np.maximum(params["eps"], 1 - (r / rc) ** params["order"]))
+    raise ValueError(f"no oracle for cutoff_fn {name!r}")
+
+
 def reference_aev(positions, species, n_species, aev, cell=None, pbc=None):
-    """Float64 AEVs [N, D] straight from the ANI formulas (TorchANI conventions)."""
+    """Float64 AEVs [N, D] straight from the ANI formulas (TorchANI conventions), with the
+    cutoff function the `aev` metadata names."""
     from pyani._layout import AEVLayout  # here: the other oracles also run where pyani is not installed
 
     rc_r, rc_a = aev["radial_cutoff"], aev["angular_cutoff"]
@@ -63,7 +75,7 @@ def reference_aev(positions, species, n_species, aev, cell=None, pbc=None):
     layout = AEVLayout.of(aev, n_species)
 
     def fc(r, rc):
-        return 0.5 * np.cos(np.pi * r / rc) + 0.5
+        return cutoff_function(r, rc, aev.get("cutoff_fn"), aev.get("cutoff_fn_params"))
 
     n = len(positions)
     out = np.zeros((n, layout.length))

@@ -237,6 +237,9 @@ def test_models_match(label):
         assert np.abs(got.stress - want.stress).max() <= 1e-8
 
 
+SMOOTH = {"cutoff_fn": "smooth"}
+
+
 def bad_calls(k):
     """(name, thunk) of kernel calls with bad input; the same for both backends."""
     kernel = k.AEVComputer(ANI_1X_AEV, N_SPECIES)
@@ -253,7 +256,14 @@ def bad_calls(k):
         ("shf_a", lambda: k.AEVComputer({**ANI_1X_AEV, "shf_a": []}, 4)),
         ("finite", lambda: k.AEVComputer({**ANI_1X_AEV, "eta_r": np.nan}, 4)),
         ("radial_cutoff", lambda: k.AEVComputer(no_cutoff, 4)),
-        ("cutoff_fn", lambda: k.AEVComputer({**ANI_1X_AEV, "cutoff_fn": "smooth"}, 4)),
+        ("cutoff_fn", lambda: k.AEVComputer({**ANI_1X_AEV, "cutoff_fn": "gaussian"}, 4)),
+        ("cutoff_fn", lambda: k.AEVComputer({**ANI_1X_AEV, "cutoff_fn": 2}, 4)),
+        ("cutoff_fn_params", lambda: k.AEVComputer({**ANI_1X_AEV, "cutoff_fn_params": {"order": 2}}, 4)),
+        ("order", lambda: k.AEVComputer({**ANI_1X_AEV, **SMOOTH, "cutoff_fn_params": {"order": 0}}, 4)),
+        ("order", lambda: k.AEVComputer({**ANI_1X_AEV, **SMOOTH, "cutoff_fn_params": {"order": 2.5}}, 4)),
+        ("eps", lambda: k.AEVComputer({**ANI_1X_AEV, **SMOOTH, "cutoff_fn_params": {"eps": 0.0}}, 4)),
+        ("eps", lambda: k.AEVComputer({**ANI_1X_AEV, **SMOOTH, "cutoff_fn_params": {"eps": np.inf}}, 4)),
+        ("cutoff_fn_params", lambda: k.AEVComputer({**ANI_1X_AEV, **SMOOTH, "cutoff_fn_params": {"p": 1}}, 4)),
         ("species", lambda: kernel.forward([0, 1, 4, 0], pairs, vectors, rows, 4)),
         ("species", lambda: kernel.forward([0, -1, 0, 0], pairs, vectors, rows, 4)),
         ("species", lambda: kernel.forward(species[None], pairs, vectors, rows, 4)),

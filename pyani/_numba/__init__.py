@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import numba
 import numpy as np
 
+from .._validate import cutoff_function
 from . import aev as _aev
 from . import cell_list as _cell_list
 from .aev import AEVParams
@@ -229,8 +230,8 @@ def _params(aev: dict, n_species) -> AEVParams:
     )
     radial, angular = scalars["radial_cutoff"], scalars["angular_cutoff"]
     _require(0 < angular <= radial, f"aev: need 0 < angular_cutoff <= radial_cutoff, got {angular} and {radial}")
-    _require(aev.get("cutoff_fn", "cosine") == "cosine", "aev: only the cosine cutoff_fn is implemented")
-    return AEVParams(n_species=n_species, **scalars, **shifts)
+    kind, cutoff_params = cutoff_function(aev.get("cutoff_fn"), aev.get("cutoff_fn_params"))
+    return AEVParams(n_species=n_species, **scalars, **shifts, smooth_cutoff=kind == "smooth", **cutoff_params)
 
 
 class AEVComputer:

@@ -36,6 +36,11 @@ class AEVParams(NamedTuple):
     shf_r: np.ndarray
     shf_a: np.ndarray
     shf_z: np.ndarray
+    #: The cutoff function: False for the cosine, True for the smooth one with `order` and
+    #: `eps` (unused by the cosine).
+    smooth_cutoff: bool = False
+    order: int = 2
+    eps: float = 1e-10
 
     @property
     def radial_length(self) -> int:
@@ -137,15 +142,23 @@ def _neighbors(size):
 
 
 @numba.njit(cache=True)
-def _store(out, k, e, v, r, other, rc):
+def _store(out, k, e, v, r, other, rc, prm):
     out.entry[k] = e
     for c in range(3):
         out.v[k, c] = v[c]
     out.r[k] = r
     out.species[k] = other
-    # cutoff_cosine: fc(r) and its derivative at cutoff rc.
-    out.fc[k] = 0.5 * math.cos(math.pi * r / rc) + 0.5
-    out.dfc[k] = -0.5 * math.pi / rc * math.sin(math.pi * r / rc)
+    if prm.smooth_cutoff:
+        # cutoff_smooth: fc = exp(1 - 1 / max(eps, u)), u = 1 - (r/rc)^order; fc is constant
+        # where the clamp holds.
+        power = _power(r / rc, prm.order - 1)
+        u = 1.0 - power * (r / rc)
+        out.fc[k] = math.exp(1.0 - 1.0 / (u if u > prm.eps else prm.eps))
+        out.dfc[k] = out.fc[k] * (-prm.order * power / rc) / (u * u) if u > prm.eps else 0.0
+    else:
+        # cutoff_cosine: fc(r) and its derivative at cutoff rc.
+        out.fc[k] = 0.5 * math.cos(math.pi * r / rc) + 0.5
+        out.dfc[k] = -0.5 * math.pi / rc * math.sin(math.pi * r / rc)
 
 
 @numba.njit(cache=True)
@@ -164,10 +177,10 @@ def _gather(prm, start, pair, sign, other_species, vectors, i, radial, angular):
         if r >= prm.radial_cutoff:
             continue
         other = other_species[e]
-        _store(radial, n_radial, e, v, r, other, prm.radial_cutoff)
+        _store(radial, n_radial, e, v, r, other, prm.radial_cutoff, prm)
         n_radial += 1
         if r < prm.angular_cutoff:
-            _store(angular, n_angular, e, v, r, other, prm.angular_cutoff)
+            _store(angular, n_angular, e, v, r, other, prm.angular_cutoff, prm)
             n_angular += 1
     return n_radial, n_angular
 
