@@ -82,8 +82,9 @@ class Networks:
     def member_plan(self, member: int) -> Plan:
         """A plan whose dE/dAEV is that of one member's energy, not of the member mean (its
         atomic energies are all members' as usual): the backward pass of the graph starts
-        from ``<element>_wout_mean`` (output weights / M, [M, 1, H]), which this session
-        replaces by member `member`'s output weights and zeros for the others."""
+        from ``<element>_wout_mean`` ([M, 1, H]: output weights / M, or output weights in
+        unscaled graphs, which divide by M next), which this session replaces by M times
+        member `member`'s output weights and zeros for the others (onnx_graph.py)."""
         with self._lock:
             if member not in self._members:
                 names = [f"{el}_wout_mean" for el in self.metadata["elements"]]

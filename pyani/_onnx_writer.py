@@ -15,8 +15,13 @@ import numpy as np
 _VARINT, _BYTES = 0, 2
 
 # TensorProto.DataType
-FLOAT, INT64, BOOL = 1, 7, 9
-_DATA_TYPES = {np.dtype("float32"): FLOAT, np.dtype("int64"): INT64, np.dtype("bool"): BOOL}
+FLOAT, INT64, BOOL, DOUBLE = 1, 7, 9, 11
+_DATA_TYPES = {
+    np.dtype("float32"): FLOAT,
+    np.dtype("int64"): INT64,
+    np.dtype("bool"): BOOL,
+    np.dtype("float64"): DOUBLE,
+}
 
 # AttributeProto.AttributeType
 _ATTR_INT, _ATTR_TENSOR, _ATTR_GRAPH, _ATTR_INTS = 2, 4, 5, 7

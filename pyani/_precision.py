@@ -4,13 +4,15 @@ The model file stores its networks in float32. For float64 the serialized ONNX m
 rewritten field by field: every float32 tensor (initializers, Constant values) becomes a
 float64 tensor with the same values, and every float32 type (graph inputs and outputs,
 those of the ``If`` branches) becomes float64. Nothing else changes, so the graph computes
-the same function in double. Field numbers are those of onnx.proto (see _onnx_file.py).
+the same function in double, except ``Erf`` (no float64 kernel in ONNX Runtime): each such node
+becomes the float64 subgraph of pyani/_erf_graph.py. Field numbers are those of onnx.proto (see _onnx_file.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import _erf_graph
 from ._onnx_file import _BYTES, _FIXED32, _FIXED64, _VARINT, _fields
 from ._onnx_writer import _bytes, _int, _varint
 
@@ -57,11 +59,29 @@ def _tensor(message: memoryview) -> bytes:
     return b"".join(out)
 
 
+_NODE_INPUT, _NODE_OUTPUT, _NODE_OP_TYPE = 1, 2, 4
+
+
+def _erf_replacement(node: memoryview) -> list[bytes] | None:
+    """The float64 nodes replacing an ``Erf`` node; None for any other node."""
+    fields = list(_fields(node))
+    if not any(n == _NODE_OP_TYPE and bytes(v) == b"Erf" for n, _, v in fields):
+        return None
+    (x,) = [bytes(v).decode() for n, _, v in fields if n == _NODE_INPUT]
+    (y,) = [bytes(v).decode() for n, _, v in fields if n == _NODE_OUTPUT]
+    return _erf_graph.erf_nodes(x, y)
+
+
 def _message(kind: str, message: memoryview) -> bytes:
     if kind == "tensor":
         return _tensor(message)
     out = []
     for number, wire, value in _fields(message):
+        if kind == "graph" and number == 1 and wire == _BYTES:
+            replacement = _erf_replacement(value)
+            if replacement is not None:
+                out.extend(_field(number, wire, n) for n in replacement)
+                continue
         if kind == "tensor_type" and number == _ELEM_TYPE and value == FLOAT:
             value = DOUBLE
         child = _CHILDREN.get(kind, {}).get(number)

@@ -156,7 +156,8 @@ def test_bad_frame_among_good_ones_fails_alone(inputs, tmp_path, capsys):
         (["freq", "{water}", "--temperature", "-5"], "--temperature"),
         (["info", "nothing.onnx"], "nothing.onnx"),
         (["export", "neurochem", "missing.info", "{tmp}/x.onnx"], "missing.info"),
-        (["export", "torchani", "whatever"], "models issue"),
+        (["export", "torchani", "whatever", "{tmp}/x.onnx"], "torch"),  # no torch here (tests_torch/ has it)
+        (["export", "torchani", "ani2x", "{tmp}/x.txt"], "OUT.onnx"),
         (["nonsense"], "nonsense"),
     ],
 )

@@ -52,16 +52,22 @@ class AEVConstants:
 class Ensemble:
     """An ANI ensemble as plain arrays.
 
-    ``networks[e][m]`` is the list of ``(weight [out, in], bias [out])`` float32 layers of
-    member ``m`` for element ``elements[e]``; hidden layers use CELU (alpha 0.1), the last
-    is linear with one output (Hartree).
+    ``networks[e][m]`` is the list of ``(weight [out, in], bias [out] or None)`` layers of
+    member ``m`` for element ``elements[e]``; hidden layers use ``activation`` (NeuroChem's:
+    CELU, alpha 0.1), the last is linear with one output (Hartree). ``prescaled``: the graph
+    stores weights scaled by 1 / alpha for a faster CELU (CELU only; rounds the weights, so
+    float64 runs lose ~5e-9 Ha/atom); otherwise the weights as given. ``pair_potentials``:
+    the metadata entries of pair potentials added to the energy (export.md).
     """
 
     elements: list[str]
     aev: AEVConstants
     self_energies: list[float]
-    networks: list[list[list[tuple[np.ndarray, np.ndarray]]]]
+    networks: list[list[list[tuple[np.ndarray, np.ndarray | None]]]]
     provenance: dict = field(default_factory=dict)
+    activation: dict = field(default_factory=lambda: {"hidden": "celu", "alpha": CELU_ALPHA})
+    prescaled: bool = True
+    pair_potentials: list[dict] = field(default_factory=list)
 
     @property
     def ensemble_size(self) -> int:

@@ -23,7 +23,18 @@ in the ``then`` branch of an ``If`` on ``with_gradient``: ONNX Runtime runs ever
 graph whatever outputs are fetched, and energy-only calls must not pay for the gradient.
 
 Per element, the first layers of all members are one GEMM (weights concatenated along the
-output axis); deeper layers are batched MatMuls over the member axis.
+output axis); deeper layers are batched MatMuls over the member axis. Layers may lack biases.
+
+Hidden activations: pyani/export/activations.py (CELU, GELU, ..., each with its derivative).
+Two forms of the weights:
+- prescaled (NeuroChem's CELU, alpha 0.1; the shipped ANI-1x/1ccx files): pre-activations are
+  scaled by 1 / alpha so that CELU costs three ops. The scaled weights are rounded to float32,
+  which costs float64 runs ~5e-9 Ha/atom. ``<element>_wout_mean`` is output weights / M.
+- unscaled (TorchANI exports): the weights as trained, so a float64 run
+  (pyani/_precision.py) is exact. ``<element>_wout_mean`` holds the output weights and the
+  backward pass divides by M after its first product (float32 W / M would round for M = 5).
+Either way a session that replaces ``<element>_wout_mean`` by M times one member's output
+weights (zeros for the others) gets that member's dE/dAEV (pyani/_networks.py member plans).
 """
 
 from __future__ import annotations
@@ -34,7 +45,9 @@ import numpy as np
 
 from .. import _onnx_writer as onnx_writer
 from .._onnx_writer import BOOL, FLOAT, INT64
-from .neurochem import CELU_ALPHA, Ensemble
+from .activations import Activation
+from .activations import check as check_activation
+from .neurochem import Ensemble
 
 FORMAT_VERSION = 2
 OPSET = 17
@@ -46,7 +59,7 @@ def ensemble_metadata(ens: Ensemble) -> dict:
     from .._elements import atomic_number
 
     aev = ens.aev
-    return {
+    meta = {
         "format": "pyani-ani",
         "format_version": FORMAT_VERSION,
         "elements": list(ens.elements),
@@ -66,10 +79,16 @@ def ensemble_metadata(ens: Ensemble) -> dict:
             **({"cutoff_fn_params": dict(aev.cutoff_fn_params)} if aev.cutoff_fn_params else {}),
             "length": aev.length(len(ens.elements)),
         },
-        "activation": {"hidden": "celu", "alpha": CELU_ALPHA, "output": "linear"},
+        "activation": {**check_activation(ens.activation), "output": "linear", "prescaled": ens.prescaled},
         "units": {"energy": "Hartree", "length": "Angstrom"},
         "provenance": ens.provenance,
     }
+    if ens.pair_potentials:
+        meta["pair_potentials"] = list(ens.pair_potentials)
+    return meta
+
+
+_SMALL_CONSTANTS = {"one": 1.0, "zero": 0.0, "half": 0.5}
 
 
 class _Builder:
@@ -78,6 +97,8 @@ class _Builder:
     def __init__(self):
         self.initializers: list[bytes] = []
         self.names: set[str] = set()
+        self.scalars: dict[str, str] = {}
+        self.main: list = []  # the main graph's nodes
 
     def name(self, base: str) -> str:
         k, name = 0, base
@@ -97,6 +118,29 @@ class _Builder:
         nodes.append(onnx_writer.node(op, inputs, [out], out, **attrs))
         return out
 
+    def __getattr__(self, name: str) -> str:
+        # one, zero, half: initializers made on first use (an unused one makes ONNX Runtime warn)
+        if name not in _SMALL_CONSTANTS:
+            raise AttributeError(name)
+        value = self.const(name, np.float32(_SMALL_CONSTANTS[name]))
+        setattr(self, name, value)
+        return value
+
+    def scalar(self, base: str, value: float) -> str:
+        """A float constant as the sum of three float32 numbers, added in the main graph (the
+        runtime folds it): float32 within an ulp, float64 (pyani/_precision.py) to double
+        precision, where one float32 number would round 0.1 at 1.5e-9."""
+        if base not in self.scalars:
+            hi = np.float32(value)
+            mid = np.float32(value - np.float64(hi))
+            lo = np.float32(value - np.float64(hi) - np.float64(mid))
+            total = self.const(f"{base}_hi", hi)
+            for part, tag in ((mid, "mid"), (lo, "lo")):
+                if part != 0:
+                    total = self.node(self.main, "Add", [total, self.const(f"{base}_{tag}", part)], f"{base}_{tag}_sum")
+            self.scalars[base] = total
+        return self.scalars[base]
+
 
 def build_model(ens: Ensemble) -> bytes:
     """The serialized ONNX model of ``ens`` (forward + gradient, metadata included)."""
@@ -108,23 +152,41 @@ def build_model(ens: Ensemble) -> bytes:
         b.names.add(reserved)
     main: list = []  # forward nodes (main graph)
     grad: list = []  # backward nodes (then-branch)
+    b.main = main
+    prescaled = ens.prescaled
+    if prescaled and (ens.activation.get("hidden") != "celu" or not ens.activation.get("alpha", 0) > 0):
+        raise ValueError(f"prescaled weights need a CELU activation with alpha > 0, not {ens.activation}")
+    act = None if prescaled else Activation(ens.activation, b)
 
     perm = {"perm": [1, 0, 2]}
 
-    one = b.const("one", np.float32(1.0))
-    zero = b.const("zero", np.float32(0.0))
+    if prescaled:  # (in this order: the shipped files' bytes)
+        one, zero = b.one, b.zero
+    else:
+        # Unscaled graphs divide the output weights by M in the graph (exact in float64).
+        mean_divisor = b.const("n_members", np.float32(n_members))
 
-    def activation(z: str, tag: str) -> str:
+    def activation(z: str, tag: str) -> tuple[str, tuple]:
+        if act is not None:
+            return act.forward(main, z, tag)
         # h = relu(z) + exp(min(z, 0)) = celu(alpha z)/alpha + 1, from ops ONNX Runtime
         # vectorises (its Celu is scalar: 1.7 ms vs ~0.55 ms on 8 x 1024 x 160 floats).
         # min(z, 0) as Clip: ONNX Runtime's Min broadcasts a scalar at half Clip's speed.
         relu = b.node(main, "Relu", [z], f"{tag}_relu")
         neg = b.node(main, "Exp", [b.node(main, "Clip", [z, "", zero], f"{tag}_neg")], f"{tag}_exp")
-        return b.node(main, "Add", [relu, neg], f"{tag}_h")
+        h = b.node(main, "Add", [relu, neg], f"{tag}_h")
+        return h, (h,)
 
-    def derivative(h: str, tag: str) -> str:
+    def derivative(saved: tuple, tag: str) -> str:
+        if act is not None:
+            return act.derivative(grad, saved, tag)
         # d h / d z = 1 for z > 0 (h > 1), exp(z) = h otherwise: min(h, 1)
-        return b.node(grad, "Clip", [h, "", one], f"{tag}_dh")
+        return b.node(grad, "Clip", [saved[0], "", one], f"{tag}_dh")
+
+    def add_bias(z: str, bias, k: int) -> str:
+        if bias is None:
+            return z
+        return b.node(main, "Add", [z, b.const(f"{el}_b{k}", bias)], f"{el}_z{k}b")
 
     chunks = [b.name(f"aev_{el}") for el in ens.elements]
     main.append(onnx_writer.node("Split", ["aev", "counts"], chunks, "split_by_element", axis=0))
@@ -132,36 +194,43 @@ def build_model(ens: Ensemble) -> bytes:
     for el, x, members in zip(ens.elements, chunks, ens.networks):
         n_layers = len(members[0])
         weights = [np.stack([m[k][0] for m in members]).astype(np.float64) for k in range(n_layers)]  # [M, out, in]
-        biases = [np.stack([m[k][1] for m in members]).astype(np.float64) for k in range(n_layers)]  # [M, out]
+        has_bias = [members[0][k][1] is not None for k in range(n_layers)]
+        if any(any((m[k][1] is not None) != has_bias[k] for m in members) for k in range(n_layers)):
+            raise ValueError(f"networks of {el}: members differ in which layers have biases")
+        biases = [
+            np.stack([m[k][1] for m in members]).astype(np.float64) if has_bias[k] else None for k in range(n_layers)
+        ]  # [M, out]
         h1 = weights[0].shape[1]
-        # The network in scaled pre-activations z' = z / alpha and h = celu(z)/alpha + 1 (see
-        # activation): layer 1 takes W1 / alpha, b1 / alpha; hidden layers W, b / alpha - sum_in W;
-        # the output layer alpha W, b - alpha sum_in W. The same function, fewer passes.
-        alpha = CELU_ALPHA
-        weights[0], biases[0] = weights[0] / alpha, biases[0] / alpha
-        for k in range(1, n_layers):
-            column_sums = weights[k].sum(axis=2)  # [M, out]
-            if k < n_layers - 1:
-                biases[k] = biases[k] / alpha - column_sums
-            else:
-                biases[k] = biases[k] - alpha * column_sums
-                weights[k] = weights[k] * alpha
+        if prescaled:
+            # The network in scaled pre-activations z' = z / alpha and h = celu(z)/alpha + 1 (see
+            # activation): layer 1 takes W1 / alpha, b1 / alpha; hidden layers W, b / alpha - sum_in W;
+            # the output layer alpha W, b - alpha sum_in W. The same function, fewer passes.
+            alpha = ens.activation["alpha"]
+            biases = [np.zeros(w.shape[:2]) if v is None else v for w, v in zip(weights, biases)]
+            weights[0], biases[0] = weights[0] / alpha, biases[0] / alpha
+            for k in range(1, n_layers):
+                column_sums = weights[k].sum(axis=2)  # [M, out]
+                if k < n_layers - 1:
+                    biases[k] = biases[k] / alpha - column_sums
+                else:
+                    biases[k] = biases[k] - alpha * column_sums
+                    weights[k] = weights[k] * alpha
         weights = [w.astype(np.float32) for w in weights]
-        biases = [v.astype(np.float32) for v in biases]
+        biases = [None if v is None else v.astype(np.float32) for v in biases]
 
         # Layer 1, all members in one GEMM: [n, D] @ [D, M*H1].
         w1 = b.const(f"{el}_w1", weights[0].reshape(n_members * h1, -1).T.copy())
         first_layer.append(w1)
         z = b.node(main, "MatMul", [x, w1], f"{el}_z1")
-        z = b.node(main, "Add", [z, b.const(f"{el}_b1", biases[0].reshape(-1))], f"{el}_z1b")
+        z = add_bias(z, None if biases[0] is None else biases[0].reshape(-1), 1)
         z = b.node(main, "Reshape", [z, b.const(f"{el}_shape1", np.array([0, n_members, h1]))], f"{el}_z1r")
         z = b.node(main, "Transpose", [z], f"{el}_z1t", **perm)  # [M, n, H1]
         acts = [activation(z, f"{el}_a1")]
         transposed = []  # W_k^T per layer, [M, out, in]: folded to constants by the runtime
         for k in range(1, n_layers):
             w = b.const(f"{el}_w{k + 1}", weights[k].transpose(0, 2, 1).copy())  # [M, in, out]
-            z = b.node(main, "MatMul", [acts[-1], w], f"{el}_z{k + 1}")
-            z = b.node(main, "Add", [z, b.const(f"{el}_b{k + 1}", biases[k][:, None, :])], f"{el}_z{k + 1}b")
+            z = b.node(main, "MatMul", [acts[-1][0], w], f"{el}_z{k + 1}")
+            z = add_bias(z, None if biases[k] is None else biases[k][:, None, :], k + 1)
             if k < n_layers - 1:
                 acts.append(activation(z, f"{el}_a{k + 1}"))
                 transposed.append(b.node(main, "Transpose", [w], f"{el}_w{k + 1}t", perm=[0, 2, 1]))
@@ -169,9 +238,13 @@ def build_model(ens: Ensemble) -> bytes:
         energies.append(b.node(main, "Squeeze", [z, axes], f"{el}_energy"))  # [M, n]
 
         # Backward of the member mean: start from the output weights / M, [M, 1, H_last].
-        g = b.const(f"{el}_wout_mean", (weights[-1] / n_members).astype(np.float32))
+        g = b.const(f"{el}_wout_mean", (weights[-1] / n_members if prescaled else weights[-1]).astype(np.float32))
         for k in range(n_layers - 2, -1, -1):
-            g = b.node(grad, "Mul", [g, derivative(acts[k], f"{el}_l{k + 1}")], f"{el}_g{k + 1}")
+            g = b.node(grad, "Mul", [g, derivative(acts[k][1], f"{el}_l{k + 1}")], f"{el}_g{k + 1}")
+            if k == n_layers - 2 and not prescaled:
+                # not on the initializer itself: the runtime would fold that Div into a constant
+                # before a member plan replaces the initializer
+                g = b.node(grad, "Div", [g, mean_divisor], f"{el}_g{k + 1}_mean")
             if k > 0:
                 g = b.node(grad, "MatMul", [g, transposed[k - 1]], f"{el}_g{k + 1}w")
         g = b.node(grad, "Transpose", [g], f"{el}_g1t", **perm)  # [n, M, H1]
