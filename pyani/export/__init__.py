@@ -28,7 +28,7 @@ def torchani_to_onnx(model, path: str | Path | None = None) -> bytes:
     repulsion, D3(BJ) dispersion). Energies Hartree, lengths Angstrom, as in TorchANI.
 
     Returns the serialized model; also writes it to ``path`` when given. Needs torch and
-    torchani (``pip install 'pyani[export]'``) here only, never to run the model. Any part of
+    torchani (``pip install 'pyani-nn[export]'``) here only, never to run the model. Any part of
     the model pyani cannot run raises ValueError naming it (see pyani/export/torchani.py).
     """
     from .onnx_graph import build_model

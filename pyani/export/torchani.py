@@ -34,7 +34,7 @@ def _torch():
         import torchani
     except ImportError as err:
         raise ImportError(
-            f"exporting TorchANI models needs torch and torchani ({err}); pip install 'pyani[export]'"
+            f"exporting TorchANI models needs torch and torchani ({err}); pip install 'pyani-nn[export]'"
         ) from None
     return torch, torchani
 
