@@ -128,7 +128,8 @@ class PyaniPotentialImpl(MLPotentialImpl):
         system.addForce(force)
 
     def getMLLongRange(self) -> bool:
-        """ANI is local (cutoff 5.2 Angstrom): mechanical embedding needs no long-range correction."""
+        """ANI is local (the model's cutoff, 5.2 Angstrom for ANI-1x/1ccx/2x and 8 with D3): mechanical
+        embedding needs no long-range correction."""
         return False
 
 
