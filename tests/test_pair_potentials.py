@@ -600,3 +600,13 @@ def test_one_kernel_object_serves_several_threads(backend):
         for a, b in zip(got, want):
             if a is not None:
                 np.testing.assert_array_equal(a, b)
+
+
+def test_cli_info_names_the_pair_terms(tmp_path, capsys):
+    from pyani.cli import main
+
+    path = model_file(("repulsion_xtb", "dispersion_d3bj"), tmp_path)
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "pair term:   repulsion_xtb, cutoff" in out
+    assert "pair term:   dispersion_d3bj, cutoff 8.0 A" in out

@@ -68,8 +68,18 @@ def run_info(args) -> int:
     print(f"model:       {model.source}")
     print(f"elements:    {' '.join(model.elements)}")
     print(f"members:     {model.ensemble_size}")
-    print(f"cutoff:      radial {aev['radial_cutoff']} A, angular {aev['angular_cutoff']} A")
+    cutoff_fn = aev.get("cutoff_fn") or "cosine"
+    params = ", ".join(f"{k} {v}" for k, v in (aev.get("cutoff_fn_params") or {}).items())
+    print(
+        f"cutoff:      radial {aev['radial_cutoff']} A, angular {aev['angular_cutoff']} A, {cutoff_fn}"
+        + (f" ({params})" if params else "")
+    )
     print(f"AEV length:  {aev.get('length', '?')}")
+    activation = meta.get("activation", {}).get("hidden")
+    if activation:
+        print(f"activation:  {activation}")
+    for pot in meta.get("pair_potentials") or []:
+        print(f"pair term:   {pot['kind']}, cutoff {pot['cutoff']} A ({pot['cutoff_fn']})")
     print("self energy: " + ", ".join(f"{e} {v:.8f} Ha" for e, v in zip(model.elements, model.self_energies)))
     print(f"provenance:  {provenance}")
     return 0
