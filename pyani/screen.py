@@ -61,7 +61,7 @@ class _Chunk:
     natoms: np.ndarray  # int64 [n], atoms of the rows in numbers/positions, else 0
     numbers: np.ndarray  # int16 [sum natoms]
     positions: np.ndarray  # float64 [sum natoms, 3]
-    text: bytes  # the raw XYZ frames, one after the other
+    text: np.ndarray  # uint8: the raw XYZ frames one after the other (an array pickles without a copy)
     text_ends: np.ndarray  # int64 [n], where each row's text ends (rows without text add nothing)
     other: dict  # row -> Structure (periodic, or unreadable) or _Smiles, sent as they are
 
@@ -94,7 +94,7 @@ class _Chunk:
             natoms=natoms,
             numbers=np.concatenate([m.numbers for m in molecules]).astype(np.int16) if molecules else np.zeros(0),
             positions=np.concatenate([m.positions for m in molecules]) if molecules else np.zeros((0, 3)),
-            text=b"".join(texts),
+            text=np.frombuffer(b"".join(texts), dtype=np.uint8),
             text_ends=np.cumsum(text_lengths),
             other=other,
         )
@@ -115,7 +115,7 @@ class _Chunk:
             if row in self.other:
                 out.append(self.other[row])
             elif text_ends[row] > text_start:
-                frame = RawFrame(source, int(self.index[row]), self.text[text_start : text_ends[row]])
+                frame = RawFrame(source, int(self.index[row]), self.text[text_start : text_ends[row]].tobytes())
                 out.append(parse_xyz(frame))
             else:
                 a, b = ends[row] - natoms[row], ends[row]
@@ -238,7 +238,8 @@ def _run(sources, model, backend, client, chunk_size, forces, out, done, fmt, pr
     started = time.perf_counter()
     pending = as_completed()
     in_flight = 0
-    rows_of = {}  # future key -> (chunk number, _Rows): what to write, or to fail, when it ends
+    task_of = {}  # future key -> (chunk number, piece, _Rows): what to write, or to fail, when it ends
+    parts = {}  # chunk number -> its pieces' tables (None until computed)
 
     def submit_more() -> None:
         nonlocal in_flight, molecules, failed
@@ -246,47 +247,67 @@ def _run(sources, model, backend, client, chunk_size, forces, out, done, fmt, pr
             item = next(chunks, None)
             if item is None:
                 return
-            number, chunk = item
+            number, chunk, last = item
             if number in done:
                 molecules += len(chunk)
                 failed += done[number]
                 bar.update(len(chunk))
                 continue
-            packed = _Chunk.pack(chunk)
-            future = client.submit(evaluate_chunk, model, backend, packed, forces, pure=False)
-            rows_of[future.key] = (number, packed.rows())
-            pending.add(future)
-            in_flight += 1
+            pieces = _pieces(chunk) if last else [chunk]
+            parts[number] = [None] * len(pieces)
+            for piece, molecules_of_piece in enumerate(pieces):
+                packed = _Chunk.pack(molecules_of_piece)
+                future = client.submit(evaluate_chunk, model, backend, packed, forces, pure=False)
+                task_of[future.key] = (number, piece, packed.rows())
+                pending.add(future)
+                in_flight += 1
 
     submit_more()
     while in_flight:
         future = next(pending)
         in_flight -= 1
-        number, rows = rows_of.pop(future.key)
+        number, piece, rows = task_of.pop(future.key)
         try:
             result = future.result()
         except Exception as err:  # a worker died or a bug: the chunk's molecules get the error
             result = _failed(len(rows.ids), forces, f"chunk failed: {' '.join(str(err).split())}")
         future.release()
-        table = _table(rows, result)
-        n_failed = sum(e is not None for e in result.error)
-        molecules += table.num_rows
-        computed += table.num_rows
-        failed += n_failed
-        if out is None:
-            tables.append(table)
-        else:
-            _write_part(out, number, table)
-        bar.update(table.num_rows)
-        bar.set_postfix_str(f"{failed} failed")
+        parts[number][piece] = _table(rows, result)
+        if all(t is not None for t in parts[number]):
+            table = _concat(parts.pop(number))
+            n_failed = table.num_rows - table.column("error").null_count
+            molecules += table.num_rows
+            computed += table.num_rows
+            failed += n_failed
+            if out is None:
+                tables.append(table)
+            else:
+                _write_part(out, number, table)
+            bar.update(table.num_rows)
+            bar.set_postfix_str(f"{failed} failed")
         submit_more()
     bar.close()
     seconds = time.perf_counter() - started
     if out is None:
-        import pyarrow as pa
-
-        return pa.concat_tables([empty, *tables]).to_pandas().sort_values("id", ignore_index=True)
+        return _concat([empty, *tables]).to_pandas().sort_values("id", ignore_index=True)
     return Summary(str(out), molecules, failed, computed, seconds)
+
+
+#: the last chunk goes out in this many tasks, so that the workers finish together (a fixed
+#: number, not one per worker: a chunk's energies depend, by float rounding, on how it is batched,
+#: and a resumed run must write what an uninterrupted one does whatever the cluster)
+TAIL_PIECES = 4
+
+
+def _pieces(chunk: list) -> list:
+    size = -(-len(chunk) // TAIL_PIECES)
+    return [chunk[start : start + size] for start in range(0, len(chunk), size)]
+
+
+def _concat(tables: list):
+    import pyarrow as pa
+
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
 # --- on the workers ---------------------------------------------------------------------
@@ -443,11 +464,15 @@ def _read_smiles(path: str) -> Iterator:
 
 
 def _chunks(stream: Iterator, size: int) -> Iterator:
+    """(number, chunk, whether it is the last) for consecutive chunks of the stream: one chunk
+    is read ahead to tell."""
+    chunk = list(itertools.islice(stream, size))
     for number in itertools.count():
-        chunk = list(itertools.islice(stream, size))
         if not chunk:
             return
-        yield number, chunk
+        after = list(itertools.islice(stream, size))
+        yield number, chunk, not after
+        chunk = after
 
 
 def _prepare_out(out: Path, manifest: dict) -> dict:

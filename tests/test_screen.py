@@ -143,7 +143,7 @@ def test_out_made_with_other_settings_is_refused(client, library, tmp_path):
 
 def test_streams_with_bounded_chunks_in_flight(client, monkeypatch, tmp_path):
     """A generator source is read lazily: when the first part is written, only the chunks in
-    flight (IN_FLIGHT_PER_WORKER per worker) have been pulled from it."""
+    flight (IN_FLIGHT_PER_WORKER per worker) and one read ahead have been pulled from it."""
     from ase.build import molecule
 
     pulled = []
@@ -163,7 +163,7 @@ def test_streams_with_bounded_chunks_in_flight(client, monkeypatch, tmp_path):
     monkeypatch.setattr(screening, "_write_part", spy)
     summary = screen(source(), client=client, chunk_size=5, out=tmp_path / "gen.parquet")
     assert summary.molecules == 60 and len(pulled) == 60
-    assert pulled_at_write[0] <= screening.IN_FLIGHT_PER_WORKER * 2 * 5  # 2 workers, 5 per chunk
+    assert pulled_at_write[0] <= (screening.IN_FLIGHT_PER_WORKER * 2 + 1) * 5  # 2 workers, 5 per chunk
     df = pd.read_parquet(tmp_path / "gen.parquet")
     assert sorted(df["id"]) == list(range(60)) and np.ptp(df["energy"]) < 1e-9
 
