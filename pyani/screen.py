@@ -209,7 +209,7 @@ def screen(
             },
         )
     else:
-        done = set()
+        done = {}
     # The empty table also imports pyarrow, which imports pandas on its first array (a second of
     # CPU): done now, before the workers start, it does not take a core from them.
     no_rows = _Rows(np.zeros(0, np.int64), [], np.zeros(0, np.int32), np.zeros(0, np.int64))
@@ -248,9 +248,9 @@ def _run(sources, model, backend, client, chunk_size, forces, out, done, fmt, pr
             if item is None:
                 return
             number, chunk, last = item
-            if number in done:
+            if done.get(number, (None,))[0] == len(chunk):  # else the part is computed again
                 molecules += len(chunk)
-                failed += done[number]
+                failed += done[number][1]
                 bar.update(len(chunk))
                 continue
             pieces = _pieces(chunk) if last else [chunk]
@@ -476,8 +476,8 @@ def _chunks(stream: Iterator, size: int) -> Iterator:
 
 
 def _prepare_out(out: Path, manifest: dict) -> dict:
-    """Create ``out`` or check it was made by the same screen; {chunk number: failures} of the
-    parts already written."""
+    """Create ``out`` or check it was made by the same screen; {chunk number: (molecules,
+    failures)} of the readable parts already written."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"out: {out} exists and is not a directory of part files")
     out.mkdir(parents=True, exist_ok=True)
@@ -498,8 +498,12 @@ def _prepare_out(out: Path, manifest: dict) -> dict:
 
     done = {}
     for part in out.glob("part-*.parquet"):
-        table = pq.read_table(part, columns=["error"])
-        done[int(part.stem.split("-")[1])] = table.num_rows - table.column("error").null_count
+        try:
+            table = pq.read_table(part, columns=["error"])
+        except (OSError, ValueError):  # damaged (parts are renamed into place whole): computed again
+            part.unlink()
+            continue
+        done[int(part.stem.split("-")[1])] = (table.num_rows, table.num_rows - table.column("error").null_count)
     return done
 
 
