@@ -209,3 +209,9 @@ def test_the_last_chunk_is_split_so_the_workers_finish_together():
         pieces = screening._pieces(list(range(n)))
         assert len(pieces) <= screening.TAIL_PIECES and [i for piece in pieces for i in piece] == list(range(n))
         assert max(map(len, pieces)) <= -(-n // screening.TAIL_PIECES)
+
+
+def test_the_cli_default_chunk_size_is_the_librarys():
+    from pyani.cli.screen import CHUNK_SIZE
+
+    assert CHUNK_SIZE == screening.CHUNK_SIZE
