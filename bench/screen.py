@@ -3,14 +3,14 @@ local Dask workers, the 2-worker run killed halfway and resumed, and the CLI's c
 
     python bench/screen.py [--molecules 100000] [--chunk-size 2000] [--repeat 3] [--skip-kill]
 
-The serial figure reads and parses the file (pyani's XYZ reader) and computes 1000 molecules
-per call on one thread; the screen's figures (Summary.rate) cover streaming the file, the
+The serial figure reads and parses the file (pyani's XYZ reader) and computes chunk-size
+molecules per call (as the workers do) on one thread; the screen's figures (Summary.rate) cover streaming the file, the
 workers parsing and computing, and writing the Parquet parts; neither includes loading the
 model or starting the cluster. Per CPU second rates add the CPU time of all processes (client,
 scheduler, workers): on a shared machine they tell what wall-clock rates cannot.
 
 Molecules: 12-40 atoms, H/C/N/O, perturbed copies of random acyclic drug-like molecules
-(bench/systems.py), written once to bench/results/screen/molecules.xyz. Per-core rates divide
+(bench/systems.py), written once to bench/results/screen/molecules-N.xyz. Per-core rates divide
 by the workers; the serial API runs single-threaded (one core). JSON: bench/results/screen.json.
 """
 
@@ -49,10 +49,11 @@ def generate(path: Path, n: int, seed: int = 0) -> None:
             f.write(f"{len(symbols)}\nmolecule {i}\n" + "\n".join(lines) + "\n")
 
 
-def serial_rate(path: Path, limit: int):
+def serial_rate(path: Path, limit: int, chunk_size: int):
     """(molecules/s of wall time, molecules per CPU second, energies) of the serial batched API
-    on one thread: the file read and parsed (pyani's XYZ reader) and computed 1000 molecules at
-    a time, as the screen's workers do. Model loading and a warm-up are not timed."""
+    on one thread: the file read and parsed (pyani's XYZ reader) and computed ``chunk_size``
+    molecules at a time, as the screen's workers do (a batch sorted by size from more molecules
+    pads less). Model loading and a warm-up are not timed."""
     import itertools
 
     import pyani
@@ -63,7 +64,7 @@ def serial_rate(path: Path, limit: int):
     started, cpu = time.perf_counter(), time.process_time()
     energies = []
     frames = itertools.islice(_structures.read(path), limit)
-    while chunk := list(itertools.islice(frames, 1000)):
+    while chunk := list(itertools.islice(frames, chunk_size)):
         energies += [o.energy for o in _batch.evaluate(model, chunk)]
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     return len(energies) / wall, len(energies) / cpu, np.array(energies)
@@ -173,7 +174,7 @@ def main() -> None:
     # back, and its ratios use its own serial rate.
     runs, reference = [], None
     for repeat in range(args.repeat):
-        rate, rate_cpu, serial = serial_rate(path, args.serial_limit or args.molecules)
+        rate, rate_cpu, serial = serial_rate(path, args.serial_limit or args.molecules, args.chunk_size)
         run = {"serial_per_s": rate, "serial_per_cpu_s": rate_cpu}
         print(
             f"[{repeat + 1}/{args.repeat}] serial batched API, 1 thread, reading included: {rate:.0f} molecules/s, "
