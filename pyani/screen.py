@@ -4,11 +4,17 @@
 >>> screen(["library.sdf", "more.smi"], out="results.parquet")   # a directory of part files
 
 The molecules are read lazily and sent in chunks of ``chunk_size`` to the workers, at most a
-few chunks per worker at a time (memory is bounded for any input). Each worker loads the
-model once (a worker-local cache) and batches its chunk by size. Chunk k is written as
-``part-<k>.parquet`` (atomically: a temporary file, then a rename), so a rerun with the same
-``out`` skips what is written and computes only the rest. A molecule that fails is written
-with its error, never dropped.
+few chunks per worker at a time (memory is bounded for any input). Of XYZ files the client
+only finds where each frame starts and sends the text: the workers parse it, so the client,
+which shares the machine with the workers of a local cluster, stays light. Each worker loads
+the model once (a worker-local cache) and batches its chunk by size; it returns plain arrays
+and the client writes chunk k as ``part-<k>.parquet`` (atomically: a temporary file, then a
+rename), so a rerun with the same ``out`` skips what is written and computes only the rest
+(a part that cannot be read is computed again). The last chunk goes out in a few smaller
+tasks so that the workers finish together. A molecule that fails is written with its error,
+never dropped (in an XYZ file a frame whose atoms cannot be read fails alone; a line where
+an atom count should be ends the file there, with that error). Workers need no access to
+the input files.
 
 Columns: id (position in the input stream, from 0), source (file), index (frame or line in
 it), formula, natoms, energy and energy_std (Hartree), forces (flattened [natoms*3],
