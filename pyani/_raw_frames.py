@@ -1,9 +1,10 @@
-"""XYZ frames as raw bytes: located cheaply by one process, parsed by another.
+"""XYZ frames and SDF records as raw bytes: located cheaply by one process, parsed by another.
 
-The screen's client only needs to know where each frame starts and ends (an atom count, then
-that many lines plus the comment): it ships the bytes, and the worker that computes a frame
-parses it. Finding the frames costs a few microseconds a frame, parsing them several times
-that, so the client stays far from being the bottleneck of many workers.
+The screen's client only needs to know where each frame starts and ends (an XYZ atom count,
+then that many lines plus the comment; an SDF record's $$$$ line): it ships the bytes, and
+the worker that computes a frame parses it. Finding the frames costs a few microseconds a
+frame, parsing them several times that, so the client stays far from being the bottleneck
+of many workers.
 """
 
 from __future__ import annotations
@@ -14,16 +15,54 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._structures import Structure, _NotPlainXYZ, _xyz_frame
+from ._structures import Structure, _NotPlainXYZ, _xyz_frame, sdf_record
 
 
 @dataclass
 class RawFrame:
-    """One XYZ frame's text (header, comment and atom lines), not yet parsed."""
+    """One frame's text, not yet parsed: an XYZ frame (header, comment and atom lines) or an
+    SDF record (up to and with its $$$$ line)."""
 
     source: str
     index: int
     text: bytes
+    format: str = "xyz"  # or "sdf"
+
+
+def parse(frame: RawFrame) -> Structure:
+    """The Structure of a RawFrame, or one holding the error (worded as ``_structures.read``)."""
+    if frame.format == "sdf":
+        try:
+            text = frame.text.decode()
+        except UnicodeDecodeError as err:
+            return Structure(frame.source, frame.index, error=f"{frame.source}: record {frame.index}: {err}")
+        return sdf_record(text, frame.source, frame.index)
+    return parse_xyz(frame)
+
+
+def scan_sdf(path: str | Path) -> Iterator[RawFrame | Structure] | None:
+    """Every record of an SDF file as a RawFrame, in order (a record that cannot be read fails
+    alone when parsed: the $$$$ lines say where the next one starts); None when there is no
+    such file."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    return _records(path, str(path))
+
+
+def _records(path: Path, source: str) -> Iterator[RawFrame | Structure]:
+    index, record = 0, []
+    with open(path, "rb") as lines:
+        for line in lines:
+            record.append(line)
+            if line.startswith(b"$$$$"):
+                yield RawFrame(source, index, b"".join(record), "sdf")
+                index, record = index + 1, []
+    if any(line.strip() for line in record):  # a last record without its $$$$
+        yield RawFrame(source, index, b"".join(record), "sdf")
+        index += 1
+    if index == 0:
+        yield Structure(source, 0, error=f"{source}: no structures in file")
 
 
 def scan_xyz(path: str | Path) -> Iterator[RawFrame | Structure] | None:

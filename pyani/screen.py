@@ -4,17 +4,17 @@
 >>> screen(["library.sdf", "more.smi"], out="results.parquet")   # a directory of part files
 
 The molecules are read lazily and sent in chunks of ``chunk_size`` to the workers, at most a
-few chunks per worker at a time (memory is bounded for any input). Of XYZ files the client
-only finds where each frame starts and sends the text: the workers parse it, so the client,
-which shares the machine with the workers of a local cluster, stays light. Each worker loads
-the model once (a worker-local cache) and batches its chunk by size; it returns plain arrays
-and the client writes chunk k as ``part-<k>.parquet`` (atomically: a temporary file, then a
-rename), so a rerun with the same ``out`` skips what is written and computes only the rest
-(a part that cannot be read is computed again). The last chunk goes out in a few smaller
-tasks so that the workers finish together. A molecule that fails is written with its error,
-never dropped (in an XYZ file a frame whose atoms cannot be read fails alone; a line where
-an atom count should be ends the file there, with that error). Workers need no access to
-the input files.
+few chunks per worker at a time (memory is bounded for any input). Of XYZ and SDF files the
+client only finds where each frame starts and sends the text: the workers parse it, so the
+client, which shares the machine with the workers of a local cluster, stays light. Each
+worker loads the model once (a worker-local cache) and batches its chunk by size; it returns
+plain arrays and the client writes chunk k as ``part-<k>.parquet`` (atomically: a temporary
+file, then a rename), so a rerun with the same ``out`` skips what is written and computes
+only the rest (a part that cannot be read is computed again). The last chunk goes out in a
+few smaller tasks so that the workers finish together. A molecule that fails is written with
+its error, never dropped (in an XYZ or SDF file a frame whose atoms cannot be read fails
+alone; in an XYZ file a line where an atom count should be ends the file there, with that
+error). Workers need no access to the input files.
 
 Columns: id (position in the input stream, from 0), source (file), index (frame or line in
 it), formula, natoms, energy and energy_std (Hartree), forces (flattened [natoms*3],
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _structures
-from ._raw_frames import RawFrame, parse_xyz, scan_xyz
+from ._raw_frames import RawFrame, parse, scan_sdf, scan_xyz
 from ._structures import Structure
 
 MANIFEST = "_screen.json"
@@ -73,6 +73,7 @@ class _Chunk:
     positions: np.ndarray  # float64 [sum natoms, 3]
     text: np.ndarray  # uint8: the raw XYZ frames one after the other (an array pickles without a copy)
     text_ends: np.ndarray  # int64 [n], where each row's text ends (rows without text add nothing)
+    sdf: np.ndarray  # bool [n], the row's text is an SDF record (else an XYZ frame)
     other: dict  # row -> Structure (periodic, or unreadable) or _Smiles, sent as they are
 
     @classmethod
@@ -84,12 +85,14 @@ class _Chunk:
         index = np.empty(n, dtype=np.int64)
         natoms = np.zeros(n, dtype=np.int64)
         text_lengths = np.zeros(n, dtype=np.int64)
+        sdf = np.zeros(n, dtype=bool)
         molecules, texts, other = [], [], {}
         for row, (_, item) in enumerate(items):
             source_of[row] = sources.setdefault(item.source, len(sources))
             index[row] = item.index
             if isinstance(item, RawFrame):
                 text_lengths[row] = len(item.text)
+                sdf[row] = item.format == "sdf"
                 texts.append(item.text)
             elif isinstance(item, Structure) and item.error is None and item.cell is None:
                 natoms[row] = item.natoms
@@ -106,6 +109,7 @@ class _Chunk:
             positions=np.concatenate([m.positions for m in molecules]) if molecules else np.zeros((0, 3)),
             text=np.frombuffer(b"".join(texts), dtype=np.uint8),
             text_ends=np.cumsum(text_lengths),
+            sdf=sdf,
             other=other,
         )
 
@@ -125,8 +129,9 @@ class _Chunk:
             if row in self.other:
                 out.append(self.other[row])
             elif text_ends[row] > text_start:
-                frame = RawFrame(source, int(self.index[row]), self.text[text_start : text_ends[row]].tobytes())
-                out.append(parse_xyz(frame))
+                text = self.text[text_start : text_ends[row]].tobytes()
+                frame = RawFrame(source, int(self.index[row]), text, "sdf" if self.sdf[row] else "xyz")
+                out.append(parse(frame))
             else:
                 a, b = ends[row] - natoms[row], ends[row]
                 numbers = self.numbers[a:b].astype(np.int64)
@@ -451,6 +456,8 @@ def _stream(items: list, fmt: str | None) -> Iterator:
                 molecules = _read_smiles(item)
             elif fmt is None and suffix in (".xyz", ".extxyz"):
                 molecules = scan_xyz(item)  # None when the file needs ase.io
+            elif fmt is None and suffix in (".sdf", ".mol", ".sd"):
+                molecules = scan_sdf(item)
             if molecules is None:
                 molecules = _structures.read(item, fmt)
         else:

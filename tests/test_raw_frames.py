@@ -87,3 +87,48 @@ def test_undecodable_bytes_are_the_frames_error():
     frame = RawFrame("x.xyz", 4, b"1\n\xff\xfe\nH 0 0 0\n")
     s = parse_xyz(frame)
     assert s.error.startswith("x.xyz: frame 4: ") and s.numbers is None
+
+
+def sdf_record(name: str, atoms: list, counts: str | None = None) -> str:
+    lines = [name, "  pyani", "", counts or f"{len(atoms):3d}  0  0  0  0  0  0  0  0  0999 V2000"]
+    lines += [f"{x:10.4f}{y:10.4f}{z:10.4f} {symbol:<3} 0  0  0  0  0  0" for symbol, x, y, z in atoms]
+    return "\n".join([*lines, "M  END", "> <note>", "data", "", "$$$$"]) + "\n"
+
+
+OH = [("O", 0.0, 0.0, 0.0), ("H", 0.0, 0.0, 0.97)]
+NH3 = [("N", 0.0, 0.0, 0.0), ("H", 0.0, 0.94, 0.38), ("H", 0.81, -0.47, 0.38), ("H", -0.81, -0.47, 0.38)]
+
+
+def scanned_sdf(path) -> list:
+    from pyani._raw_frames import parse, scan_sdf
+
+    return [parse(f) if isinstance(f, RawFrame) else f for f in scan_sdf(path)]
+
+
+def test_sdf_records_as_the_reader(tmp_path):
+    path = tmp_path / "lib.sdf"
+    path.write_text(sdf_record("hydroxyl", OH) + sdf_record("ammonia", NH3) + "\n\n")  # trailing blank lines
+    got, expected = scanned_sdf(path), list(read(path))
+    assert len(got) == len(expected) == 2 and [s.natoms for s in got] == [2, 4]
+    for a, b in zip(got, expected):
+        same(a, b)
+
+
+def test_a_bad_sdf_record_fails_alone(tmp_path):
+    path = tmp_path / "bad.sdf"
+    bad = sdf_record("bad", [("Xx", 0, 0, 0)])
+    v3000 = sdf_record("new", OH, counts="  0  0  0     0  0            999 V3000")
+    path.write_text(sdf_record("a", OH) + bad + v3000 + sdf_record("b", NH3).removesuffix("$$$$\n"))  # no last $$$$
+    got = scanned_sdf(path)
+    assert [s.error is None for s in got] == [True, False, False, True]
+    assert got[1].error == list(read(path))[1].error == f"{path}: record 1: unknown chemical symbol 'Xx' on atom line 1"
+    assert "V3000" in got[2].error and got[3].index == 3 and got[3].natoms == 4
+
+
+def test_an_empty_sdf_file_says_so(tmp_path):
+    from pyani._raw_frames import scan_sdf
+
+    path = tmp_path / "empty.sdf"
+    path.write_text("\n")
+    assert [s.error for s in scanned_sdf(path)] == [s.error for s in read(path)] == [f"{path}: no structures in file"]
+    assert scan_sdf(tmp_path / "missing.sdf") is None
