@@ -311,7 +311,7 @@ def _run(sources, model, backend, client, chunk_size, forces, out, done, fmt, pr
 #: the last chunk goes out in this many tasks, so that the workers finish together (a fixed
 #: number, not one per worker: a chunk's energies depend, by float rounding, on how it is batched,
 #: and a resumed run must write what an uninterrupted one does whatever the cluster)
-TAIL_PIECES = 4
+TAIL_PIECES = 8
 
 
 def _pieces(chunk: list) -> list:
