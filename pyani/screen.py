@@ -79,37 +79,37 @@ class _Chunk:
     @classmethod
     def pack(cls, items: list) -> _Chunk:
         """From [(id, RawFrame, Structure or _Smiles)]."""
-        n = len(items)
         sources: dict = {}
-        source_of = np.empty(n, dtype=np.int32)
-        index = np.empty(n, dtype=np.int64)
-        natoms = np.zeros(n, dtype=np.int64)
-        text_lengths = np.zeros(n, dtype=np.int64)
-        sdf = np.zeros(n, dtype=bool)
+        source_of, index, natoms, text_lengths, sdf = [], [], [], [], []  # lists: numpy item writes cost more
         molecules, texts, other = [], [], {}
         for row, (_, item) in enumerate(items):
-            source_of[row] = sources.setdefault(item.source, len(sources))
-            index[row] = item.index
+            source_of.append(sources.setdefault(item.source, len(sources)))
+            index.append(item.index)
             if isinstance(item, RawFrame):
-                text_lengths[row] = len(item.text)
-                sdf[row] = item.format == "sdf"
+                natoms.append(0)
+                text_lengths.append(len(item.text))
+                sdf.append(item.format == "sdf")
                 texts.append(item.text)
-            elif isinstance(item, Structure) and item.error is None and item.cell is None:
-                natoms[row] = item.natoms
+                continue
+            text_lengths.append(0)
+            sdf.append(False)
+            if isinstance(item, Structure) and item.error is None and item.cell is None:
+                natoms.append(item.natoms)
                 molecules.append(item)
             else:
+                natoms.append(0)
                 other[row] = item
         return cls(
             ids=np.array([i for i, _ in items], dtype=np.int64),
             sources=list(sources),
-            source_of=source_of,
-            index=index,
-            natoms=natoms,
+            source_of=np.array(source_of, dtype=np.int32),
+            index=np.array(index, dtype=np.int64),
+            natoms=np.array(natoms, dtype=np.int64),
             numbers=np.concatenate([m.numbers for m in molecules]).astype(np.int16) if molecules else np.zeros(0),
             positions=np.concatenate([m.positions for m in molecules]) if molecules else np.zeros((0, 3)),
             text=np.frombuffer(b"".join(texts), dtype=np.uint8),
-            text_ends=np.cumsum(text_lengths),
-            sdf=sdf,
+            text_ends=np.cumsum(np.array(text_lengths, dtype=np.int64)),
+            sdf=np.array(sdf, dtype=bool),
             other=other,
         )
 
