@@ -8,6 +8,7 @@ readers cannot follow, goes through ``ase.io.iread``.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -94,24 +95,8 @@ def _read_sdf(path: Path) -> Iterator[Structure]:
                 break
             if not any(line.strip() for line in header) and not lines.readline():
                 break  # trailing blank lines
-            counts = header[3]
             try:
-                if "V3000" in counts:
-                    raise ValueError("V3000 molblocks are not supported; convert to V2000")
-                n = int(counts[:3])
-                if n <= 0:
-                    raise ValueError(f"atom count must be positive, got {n}")
-                numbers = np.empty(n, dtype=np.int64)
-                positions = np.empty((n, 3), dtype=np.float64)
-                for i in range(n):
-                    fields = lines.readline().split()
-                    if len(fields) < 4:
-                        raise ValueError(f"atom line {i + 1} of {n} is missing or short")
-                    z = _NUMBER_OF.get(fields[3].lower())
-                    if z is None:
-                        raise ValueError(f"unknown chemical symbol {fields[3]!r} on atom line {i + 1}")
-                    numbers[i] = z
-                    positions[i] = fields[:3]
+                numbers, positions = _sdf_atoms(header[3], lines)
             except ValueError as err:
                 yield Structure(source, index, error=f"{source}: record {index}: {_one_line(err)}")
                 return
@@ -122,6 +107,38 @@ def _read_sdf(path: Path) -> Iterator[Structure]:
                     break
     if index == 0:
         yield Structure(source, 0, error=f"{source}: no structures in file")
+
+
+def sdf_record(text: str, source: str, index: int) -> Structure:
+    """The Structure of one SDF record's text; its error when it cannot be read."""
+    lines = io.StringIO(text)
+    header = [lines.readline() for _ in range(4)]
+    try:
+        numbers, positions = _sdf_atoms(header[3], lines)
+    except ValueError as err:
+        return Structure(source, index, error=f"{source}: record {index}: {_one_line(err)}")
+    return Structure(source, index, numbers, positions)
+
+
+def _sdf_atoms(counts: str, lines) -> tuple[np.ndarray, np.ndarray]:
+    """Numbers and positions from a V2000 counts line and the atom block that follows it."""
+    if "V3000" in counts:
+        raise ValueError("V3000 molblocks are not supported; convert to V2000")
+    n = int(counts[:3])
+    if n <= 0:
+        raise ValueError(f"atom count must be positive, got {n}")
+    numbers = np.empty(n, dtype=np.int64)
+    positions = np.empty((n, 3), dtype=np.float64)
+    for i in range(n):
+        fields = lines.readline().split()
+        if len(fields) < 4:
+            raise ValueError(f"atom line {i + 1} of {n} is missing or short")
+        z = _NUMBER_OF.get(fields[3].lower())
+        if z is None:
+            raise ValueError(f"unknown chemical symbol {fields[3]!r} on atom line {i + 1}")
+        numbers[i] = z
+        positions[i] = fields[:3]
+    return numbers, positions
 
 
 def _read_ase(path: Path, fmt: str | None) -> Iterator[Structure]:

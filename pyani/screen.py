@@ -4,11 +4,17 @@
 >>> screen(["library.sdf", "more.smi"], out="results.parquet")   # a directory of part files
 
 The molecules are read lazily and sent in chunks of ``chunk_size`` to the workers, at most a
-few chunks per worker at a time (memory is bounded for any input). Each worker loads the
-model once (a worker-local cache) and batches its chunk by size. Chunk k is written as
-``part-<k>.parquet`` (atomically: a temporary file, then a rename), so a rerun with the same
-``out`` skips what is written and computes only the rest. A molecule that fails is written
-with its error, never dropped.
+few chunks per worker at a time (memory is bounded for any input). Of XYZ and SDF files the
+client only finds where each frame starts and sends the text: the workers parse it, so the
+client, which shares the machine with the workers of a local cluster, stays light. Each
+worker loads the model once (a worker-local cache) and batches its chunk by size; it returns
+plain arrays and the client writes chunk k as ``part-<k>.parquet`` (atomically: a temporary
+file, then a rename), so a rerun with the same ``out`` skips what is written and computes
+only the rest (a part that cannot be read is computed again). The last chunk goes out in a
+few smaller tasks so that the workers finish together. A molecule that fails is written with
+its error, never dropped (in an XYZ or SDF file a frame whose atoms cannot be read fails
+alone; in an XYZ file a line where an atom count should be ends the file there, with that
+error). Workers need no access to the input files.
 
 Columns: id (position in the input stream, from 0), source (file), index (frame or line in
 it), formula, natoms, energy and energy_std (Hartree), forces (flattened [natoms*3],
@@ -28,9 +34,14 @@ from pathlib import Path
 import numpy as np
 
 from . import _structures
+from ._raw_frames import RawFrame, parse, scan_sdf, scan_xyz
 from ._structures import Structure
 
 MANIFEST = "_screen.json"
+
+#: molecules per chunk (a task, and a part file) by default: of 12-40 atoms, ~0.7 s of one core;
+#: Dask's cost per task (a few ms on the client and on the worker) is then under 1 %
+CHUNK_SIZE = 2000
 
 #: chunks in flight per worker: one computing, one queued behind it
 IN_FLIGHT_PER_WORKER = 2
@@ -48,57 +59,108 @@ class _Smiles:
 @dataclass
 class _Chunk:
     """Molecules on their way to a worker, packed in a few arrays: pickling a thousand small
-    structures one by one would cost the client more than reading them."""
+    objects one by one would cost the client more than reading them. XYZ frames travel as
+    their text (the worker parses them: the client only finds where frames start), other
+    readable molecules as numbers and positions, the rest (periodic, unreadable, SMILES) as
+    they are."""
 
     ids: np.ndarray  # int64 [n]
     sources: list  # distinct source names
     source_of: np.ndarray  # int32 [n], into sources
     index: np.ndarray  # int64 [n], frame or line in the source
-    natoms: np.ndarray  # int64 [n], 0 for the rows in `other`
+    natoms: np.ndarray  # int64 [n], atoms of the rows in numbers/positions, else 0
     numbers: np.ndarray  # int16 [sum natoms]
     positions: np.ndarray  # float64 [sum natoms, 3]
+    text: np.ndarray  # uint8: the raw XYZ frames one after the other (an array pickles without a copy)
+    text_ends: np.ndarray  # int64 [n], where each row's text ends (rows without text add nothing)
+    sdf: np.ndarray  # bool [n], the row's text is an SDF record (else an XYZ frame)
     other: dict  # row -> Structure (periodic, or unreadable) or _Smiles, sent as they are
 
     @classmethod
     def pack(cls, items: list) -> _Chunk:
-        """From [(id, Structure or _Smiles)]."""
-        n = len(items)
+        """From [(id, RawFrame, Structure or _Smiles)]."""
         sources: dict = {}
-        source_of = np.empty(n, dtype=np.int32)
-        index = np.empty(n, dtype=np.int64)
-        natoms = np.zeros(n, dtype=np.int64)
-        molecules, other = [], {}
+        source_of, index, natoms, text_lengths, sdf = [], [], [], [], []  # lists: numpy item writes cost more
+        molecules, texts, other = [], [], {}
         for row, (_, item) in enumerate(items):
-            source_of[row] = sources.setdefault(item.source, len(sources))
-            index[row] = item.index
+            source_of.append(sources.setdefault(item.source, len(sources)))
+            index.append(item.index)
+            if isinstance(item, RawFrame):
+                natoms.append(0)
+                text_lengths.append(len(item.text))
+                sdf.append(item.format == "sdf")
+                texts.append(item.text)
+                continue
+            text_lengths.append(0)
+            sdf.append(False)
             if isinstance(item, Structure) and item.error is None and item.cell is None:
-                natoms[row] = item.natoms
+                natoms.append(item.natoms)
                 molecules.append(item)
             else:
+                natoms.append(0)
                 other[row] = item
         return cls(
             ids=np.array([i for i, _ in items], dtype=np.int64),
             sources=list(sources),
-            source_of=source_of,
-            index=index,
-            natoms=natoms,
+            source_of=np.array(source_of, dtype=np.int32),
+            index=np.array(index, dtype=np.int64),
+            natoms=np.array(natoms, dtype=np.int64),
             numbers=np.concatenate([m.numbers for m in molecules]).astype(np.int16) if molecules else np.zeros(0),
             positions=np.concatenate([m.positions for m in molecules]) if molecules else np.zeros((0, 3)),
+            text=np.frombuffer(b"".join(texts), dtype=np.uint8),
+            text_ends=np.cumsum(np.array(text_lengths, dtype=np.int64)),
+            sdf=np.array(sdf, dtype=bool),
             other=other,
         )
 
+    def rows(self) -> _Rows:
+        """What the client keeps of a chunk while a worker computes it."""
+        return _Rows(self.ids, self.sources, self.source_of, self.index)
+
     def unpack(self) -> list:
-        """[Structure or _Smiles], one per row."""
-        ends = np.cumsum(self.natoms)
+        """[Structure or _Smiles], one per row; XYZ frames parsed."""
+        ends = np.cumsum(self.natoms).tolist()
+        natoms = self.natoms.tolist()
+        text_ends = self.text_ends.tolist()
         out = []
+        text_start = 0
         for row in range(len(self.ids)):
+            source = self.sources[self.source_of[row]]
             if row in self.other:
                 out.append(self.other[row])
-                continue
-            a, b = ends[row] - self.natoms[row], ends[row]
-            source = self.sources[self.source_of[row]]
-            out.append(Structure(source, int(self.index[row]), self.numbers[a:b].astype(np.int64), self.positions[a:b]))
+            elif text_ends[row] > text_start:
+                text = self.text[text_start : text_ends[row]].tobytes()
+                frame = RawFrame(source, int(self.index[row]), text, "sdf" if self.sdf[row] else "xyz")
+                out.append(parse(frame))
+            else:
+                a, b = ends[row] - natoms[row], ends[row]
+                numbers = self.numbers[a:b].astype(np.int64)
+                out.append(Structure(source, int(self.index[row]), numbers, self.positions[a:b]))
+            text_start = text_ends[row]
         return out
+
+
+@dataclass
+class _Rows:
+    """Which molecules a chunk holds: ids, and where each came from."""
+
+    ids: np.ndarray
+    sources: list
+    source_of: np.ndarray
+    index: np.ndarray
+
+
+@dataclass
+class _Result:
+    """A worker's answer for one chunk, in plain arrays (no pyarrow on the workers: its first
+    table costs a worker a second of importing pandas)."""
+
+    natoms: np.ndarray  # int32 [n]
+    formula: list  # str [n], "" when unread
+    energy: np.ndarray  # float64 [n], Hartree; NaN where error
+    energy_std: np.ndarray  # float64 [n]
+    forces: np.ndarray | None  # float64 [sum natoms of the rows without error, 3], Hartree/Angstrom
+    error: list  # str or None [n]
 
 
 @dataclass
@@ -122,7 +184,7 @@ def screen(
     *,
     model: str = "ani-1ccx",
     client=None,
-    chunk_size: int = 1000,
+    chunk_size: int = CHUNK_SIZE,
     forces: bool = False,
     out: str | Path | None = None,
     format: str | None = None,
@@ -137,7 +199,7 @@ def screen(
     model: model name or .onnx/.info path (a path must be readable by the workers).
     client: a distributed.Client, a scheduler address ("tcp://host:8786"), or None for a
         local cluster of one single-threaded worker per core.
-    chunk_size: molecules per task (each worker batches its chunk by size).
+    chunk_size: molecules per chunk: a task (the worker batches it by size) and a part file.
     forces: also compute forces (Hartree/Angstrom).
     out: directory of Parquet part files (resumable); None returns a pandas DataFrame.
     format: ase.io format name when file suffixes do not tell.
@@ -162,12 +224,16 @@ def screen(
             },
         )
     else:
-        done = set()
+        done = {}
+    # The empty table also imports pyarrow, which imports pandas on its first array (a second of
+    # CPU): done now, before the workers start, it does not take a core from them.
+    no_rows = _Rows(np.zeros(0, np.int64), [], np.zeros(0, np.int32), np.zeros(0, np.int64))
+    empty = _table(no_rows, _failed(0, forces, None))
     own_client = None
     if client is None or isinstance(client, str):
         own_client = client = _client(client)
     try:
-        return _run(sources, str(model), backend, client, int(chunk_size), forces, out, done, format, progress)
+        return _run(sources, str(model), backend, client, int(chunk_size), forces, out, done, format, progress, empty)
     finally:
         if own_client is not None:
             cluster = own_client.cluster
@@ -176,7 +242,7 @@ def screen(
                 cluster.close()
 
 
-def _run(sources, model, backend, client, chunk_size, forces, out, done, fmt, progress):
+def _run(sources, model, backend, client, chunk_size, forces, out, done, fmt, progress, empty):
     from distributed import as_completed
 
     workers = max(1, len(client.scheduler_info().get("workers", {})))
@@ -187,7 +253,8 @@ def _run(sources, model, backend, client, chunk_size, forces, out, done, fmt, pr
     started = time.perf_counter()
     pending = as_completed()
     in_flight = 0
-    chunk_of = {}  # future key -> (chunk number, chunk): what to write, or to fail, when it ends
+    task_of = {}  # future key -> (chunk number, piece, _Rows): what to write, or to fail, when it ends
+    parts = {}  # chunk number -> its pieces' tables (None until computed)
 
     def submit_more() -> None:
         nonlocal in_flight, molecules, failed
@@ -195,48 +262,67 @@ def _run(sources, model, backend, client, chunk_size, forces, out, done, fmt, pr
             item = next(chunks, None)
             if item is None:
                 return
-            number, chunk = item
-            if number in done:
+            number, chunk, last = item
+            if done.get(number, (None,))[0] == len(chunk):  # else the part is computed again
                 molecules += len(chunk)
-                failed += done[number]
+                failed += done[number][1]
                 bar.update(len(chunk))
                 continue
-            future = client.submit(evaluate_chunk, model, backend, _Chunk.pack(chunk), forces, pure=False)
-            chunk_of[future.key] = (number, chunk)
-            pending.add(future)
-            in_flight += 1
+            pieces = _pieces(chunk) if last else [chunk]
+            parts[number] = [None] * len(pieces)
+            for piece, molecules_of_piece in enumerate(pieces):
+                packed = _Chunk.pack(molecules_of_piece)
+                future = client.submit(evaluate_chunk, model, backend, packed, forces, pure=False)
+                task_of[future.key] = (number, piece, packed.rows())
+                pending.add(future)
+                in_flight += 1
 
     submit_more()
     while in_flight:
         future = next(pending)
         in_flight -= 1
-        number, chunk = chunk_of.pop(future.key)
+        number, piece, rows = task_of.pop(future.key)
         try:
-            table = future.result()
+            result = future.result()
         except Exception as err:  # a worker died or a bug: the chunk's molecules get the error
-            rows = [(i, m if isinstance(m, Structure) else Structure(m.source, m.index)) for i, m in chunk]
-            table = _table(rows, [None] * len(rows), forces, f"chunk failed: {' '.join(str(err).split())}")
+            result = _failed(len(rows.ids), forces, f"chunk failed: {' '.join(str(err).split())}")
         future.release()
-        n_failed = table.num_rows - table.column("error").null_count
-        molecules += table.num_rows
-        computed += table.num_rows
-        failed += n_failed
-        if out is None:
-            tables.append(table)
-        else:
-            _write_part(out, number, table)
-        bar.update(table.num_rows)
-        bar.set_postfix_str(f"{failed} failed")
+        parts[number][piece] = _table(rows, result)
+        if all(t is not None for t in parts[number]):
+            table = _concat(parts.pop(number))
+            n_failed = table.num_rows - table.column("error").null_count
+            molecules += table.num_rows
+            computed += table.num_rows
+            failed += n_failed
+            if out is None:
+                tables.append(table)
+            else:
+                _write_part(out, number, table)
+            bar.update(table.num_rows)
+            bar.set_postfix_str(f"{failed} failed")
         submit_more()
     bar.close()
     seconds = time.perf_counter() - started
     if out is None:
-        import pyarrow as pa
-
-        if not tables:
-            return _table([], [], forces).to_pandas()
-        return pa.concat_tables(tables).to_pandas().sort_values("id", ignore_index=True)
+        return _concat([empty, *tables]).to_pandas().sort_values("id", ignore_index=True)
     return Summary(str(out), molecules, failed, computed, seconds)
+
+
+#: the last chunk goes out in this many tasks, so that the workers finish together (a fixed
+#: number, not one per worker: a chunk's energies depend, by float rounding, on how it is batched,
+#: and a resumed run must write what an uninterrupted one does whatever the cluster)
+TAIL_PIECES = 8
+
+
+def _pieces(chunk: list) -> list:
+    size = -(-len(chunk) // TAIL_PIECES)
+    return [chunk[start : start + size] for start in range(0, len(chunk), size)]
+
+
+def _concat(tables: list):
+    import pyarrow as pa
+
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
 # --- on the workers ---------------------------------------------------------------------
@@ -254,13 +340,37 @@ def worker_model(model: str, backend: str):
     return _MODELS[key]
 
 
-def evaluate_chunk(model: str, backend: str, chunk: _Chunk, forces: bool):
-    """The Arrow table of one chunk, one row per molecule."""
+def evaluate_chunk(model: str, backend: str, chunk: _Chunk, forces: bool) -> _Result:
+    """Energies (Hartree) and forces (Hartree/Angstrom) of one chunk's molecules, in its order."""
     from ._batch import evaluate
 
     structures = [_embed(item) if isinstance(item, _Smiles) else item for item in chunk.unpack()]
     outcomes = evaluate(worker_model(model, backend), structures, forces=forces)
-    return _table(list(zip(chunk.ids.tolist(), structures)), outcomes, forces)
+    fine = [o.error is None for o in outcomes]
+    return _Result(
+        natoms=np.array([s.natoms for s in structures], dtype=np.int32),
+        formula=[_formula(s) for s in structures],
+        energy=np.array([o.energy if ok else np.nan for o, ok in zip(outcomes, fine)], dtype=np.float64),
+        energy_std=np.array([o.energy_std if ok else np.nan for o, ok in zip(outcomes, fine)], dtype=np.float64),
+        forces=np.concatenate([o.forces for o, ok in zip(outcomes, fine) if ok] or [np.zeros((0, 3))])
+        if forces
+        else None,
+        error=[o.error for o in outcomes],
+    )
+
+
+_FORMULAS: dict = {}
+
+
+def _formula(s: Structure) -> str:
+    """Hill formula, remembered by element counts (a screen sees the same ones again and again)."""
+    if s.numbers is None:
+        return ""
+    key = np.bincount(s.numbers).tobytes()
+    formula = _FORMULAS.get(key)
+    if formula is None:
+        formula = _FORMULAS[key] = s.formula
+    return formula
 
 
 def _embed(item: _Smiles) -> Structure:
@@ -289,24 +399,32 @@ def _embed(item: _Smiles) -> Structure:
     return s
 
 
-def _table(chunk, outcomes, forces: bool, error: str | None = None):
+def _failed(n: int, forces: bool, error: str | None) -> _Result:
+    """n rows that all failed with ``error``."""
+    nan = np.full(n, np.nan)
+    return _Result(np.zeros(n, np.int32), [""] * n, nan, nan, np.zeros((0, 3)) if forces else None, [error] * n)
+
+
+def _table(rows: _Rows, result: _Result):
+    """The Arrow table of one chunk (on the client: it writes the Parquet parts)."""
     import pyarrow as pa
 
-    rows = list(zip(chunk, outcomes))
+    failed = np.array([e is not None for e in result.error], dtype=bool)
     columns = {
-        "id": pa.array([i for (i, _), _ in rows], pa.int64()),
-        "source": pa.array([s.source for (_, s), _ in rows], pa.string()),
-        "index": pa.array([s.index for (_, s), _ in rows], pa.int64()),
-        "formula": pa.array([s.formula for (_, s), _ in rows], pa.string()),
-        "natoms": pa.array([s.natoms for (_, s), _ in rows], pa.int32()),
-        "energy": pa.array([o.energy if o and o.error is None else None for _, o in rows], pa.float64()),
-        "energy_std": pa.array([o.energy_std if o and o.error is None else None for _, o in rows], pa.float64()),
+        "id": pa.array(rows.ids, pa.int64()),
+        "source": pa.array(np.array(rows.sources, dtype=object)[rows.source_of] if rows.sources else [], pa.string()),
+        "index": pa.array(rows.index, pa.int64()),
+        "formula": pa.array(result.formula, pa.string()),
+        "natoms": pa.array(result.natoms, pa.int32()),
+        "energy": pa.array(result.energy, pa.float64(), mask=failed),
+        "energy_std": pa.array(result.energy_std, pa.float64(), mask=failed),
     }
-    if forces:
-        columns["forces"] = pa.array(
-            [o.forces.ravel() if o and o.error is None else None for _, o in rows], pa.list_(pa.float64())
-        )
-    columns["error"] = pa.array([error if o is None else o.error for _, o in rows], pa.string())
+    if result.forces is not None:
+        lengths = np.where(failed, 0, result.natoms.astype(np.int64) * 3)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+        values = pa.array(result.forces.ravel(), pa.float64())
+        columns["forces"] = pa.ListArray.from_arrays(pa.array(offsets), values, mask=pa.array(failed))
+    columns["error"] = pa.array(result.error, pa.string())
     return pa.table(columns)
 
 
@@ -328,13 +446,19 @@ def _sources(source) -> dict:
 
 
 def _stream(items: list, fmt: str | None) -> Iterator:
-    """(id, Structure or _Smiles) for every molecule of every source, in order."""
+    """(id, RawFrame, Structure or _Smiles) for every molecule of every source, in order."""
     ids = itertools.count()
     for item in items:
         if isinstance(item, str):
-            if Path(item).suffix.lower() == ".smi" and fmt is None:
+            suffix = Path(item).suffix.lower()
+            molecules = None
+            if fmt is None and suffix == ".smi":
                 molecules = _read_smiles(item)
-            else:
+            elif fmt is None and suffix in (".xyz", ".extxyz"):
+                molecules = scan_xyz(item)  # None when the file needs ase.io
+            elif fmt is None and suffix in (".sdf", ".mol", ".sd"):
+                molecules = scan_sdf(item)
+            if molecules is None:
                 molecules = _structures.read(item, fmt)
         else:
             molecules = (_structures.from_atoms(atoms, "<iterable>", k) for k, atoms in enumerate(item))
@@ -357,16 +481,20 @@ def _read_smiles(path: str) -> Iterator:
 
 
 def _chunks(stream: Iterator, size: int) -> Iterator:
+    """(number, chunk, whether it is the last) for consecutive chunks of the stream: one chunk
+    is read ahead to tell."""
+    chunk = list(itertools.islice(stream, size))
     for number in itertools.count():
-        chunk = list(itertools.islice(stream, size))
         if not chunk:
             return
-        yield number, chunk
+        after = list(itertools.islice(stream, size))
+        yield number, chunk, not after
+        chunk = after
 
 
 def _prepare_out(out: Path, manifest: dict) -> dict:
-    """Create ``out`` or check it was made by the same screen; {chunk number: failures} of the
-    parts already written."""
+    """Create ``out`` or check it was made by the same screen; {chunk number: (molecules,
+    failures)} of the readable parts already written."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"out: {out} exists and is not a directory of part files")
     out.mkdir(parents=True, exist_ok=True)
@@ -387,8 +515,12 @@ def _prepare_out(out: Path, manifest: dict) -> dict:
 
     done = {}
     for part in out.glob("part-*.parquet"):
-        table = pq.read_table(part, columns=["error"])
-        done[int(part.stem.split("-")[1])] = table.num_rows - table.column("error").null_count
+        try:
+            table = pq.read_table(part, columns=["error"])
+        except (OSError, ValueError):  # damaged (parts are renamed into place whole): computed again
+            part.unlink()
+            continue
+        done[int(part.stem.split("-")[1])] = (table.num_rows, table.num_rows - table.column("error").null_count)
     return done
 
 

@@ -143,7 +143,7 @@ def test_out_made_with_other_settings_is_refused(client, library, tmp_path):
 
 def test_streams_with_bounded_chunks_in_flight(client, monkeypatch, tmp_path):
     """A generator source is read lazily: when the first part is written, only the chunks in
-    flight (IN_FLIGHT_PER_WORKER per worker) have been pulled from it."""
+    flight (IN_FLIGHT_PER_WORKER per worker) and one read ahead have been pulled from it."""
     from ase.build import molecule
 
     pulled = []
@@ -163,7 +163,7 @@ def test_streams_with_bounded_chunks_in_flight(client, monkeypatch, tmp_path):
     monkeypatch.setattr(screening, "_write_part", spy)
     summary = screen(source(), client=client, chunk_size=5, out=tmp_path / "gen.parquet")
     assert summary.molecules == 60 and len(pulled) == 60
-    assert pulled_at_write[0] <= screening.IN_FLIGHT_PER_WORKER * 2 * 5  # 2 workers, 5 per chunk
+    assert pulled_at_write[0] <= (screening.IN_FLIGHT_PER_WORKER * 2 + 1) * 5  # 2 workers, 5 per chunk
     df = pd.read_parquet(tmp_path / "gen.parquet")
     assert sorted(df["id"]) == list(range(60)) and np.ptp(df["energy"]) < 1e-9
 
@@ -179,3 +179,39 @@ def test_cli_screen_on_a_scheduler_address(client, library, tmp_path, capsys):
     status = main(["screen", "missing.xyz", "--out", str(out)])
     _, err = capsys.readouterr()
     assert status == 1 and err.count("\n") == 1 and "missing.xyz" in err
+
+
+def test_a_damaged_or_foreign_part_is_computed_again(client, library, tmp_path):
+    """Parts are renamed into place whole, but a part damaged afterwards, or one whose row count
+    is not its chunk's, is not trusted: it is computed again, and no molecule is lost."""
+    out = tmp_path / "damaged.parquet"
+    screen(library, client=client, chunk_size=5, out=out)
+    reference = pd.read_parquet(out).sort_values("id", ignore_index=True)
+    (out / "part-000001.parquet").write_bytes(b"PAR1 and then nothing")  # damaged
+    shorter = pd.read_parquet(out / "part-000002.parquet").iloc[:2]
+    shorter.to_parquet(out / "part-000002.parquet", index=False)  # a part of some other screen
+    again = screen(library, client=client, chunk_size=5, out=out)
+    assert again.computed == 10 and again.molecules == 34 and again.failed == 3
+    pd.testing.assert_frame_equal(pd.read_parquet(out).sort_values("id", ignore_index=True), reference)
+
+
+def test_workers_import_neither_pandas_nor_pyarrow(client, library):
+    """Their first Arrow array would cost each worker a second of importing pandas."""
+    screen(library[0], client=client, chunk_size=4)
+    imported = client.run(lambda: [m for m in ("pandas", "pyarrow") if m in __import__("sys").modules])
+    assert all(modules == [] for modules in imported.values()), imported
+
+
+def test_the_last_chunk_is_split_so_the_workers_finish_together():
+    chunks = [(number, len(chunk), last) for number, chunk, last in screening._chunks(iter(range(23)), 10)]
+    assert chunks == [(0, 10, False), (1, 10, False), (2, 3, True)]
+    for n in (1, 3, 4, 10, 1000, 1001):
+        pieces = screening._pieces(list(range(n)))
+        assert len(pieces) <= screening.TAIL_PIECES and [i for piece in pieces for i in piece] == list(range(n))
+        assert max(map(len, pieces)) <= -(-n // screening.TAIL_PIECES)
+
+
+def test_the_cli_default_chunk_size_is_the_librarys():
+    from pyani.cli.screen import CHUNK_SIZE
+
+    assert CHUNK_SIZE == screening.CHUNK_SIZE

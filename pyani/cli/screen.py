@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from ._common import CLIError
 
+CHUNK_SIZE = 2000  # pyani.screen.CHUNK_SIZE (importing pyani.screen here would slow every command's start)
+
 
 def register(commands) -> None:
     p = commands.add_parser(
@@ -20,7 +22,9 @@ def register(commands) -> None:
     p.add_argument("--backend", default="auto", choices=("auto", "cpp", "numba"), help="AEV kernels")
     p.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler (default: a local cluster, 1 worker/core)")
     p.add_argument("--workers", type=int, help="workers of the local cluster (default: one per core)")
-    p.add_argument("--chunk-size", type=int, default=1000, help="molecules per task (default 1000)")
+    p.add_argument(
+        "--chunk-size", type=int, default=CHUNK_SIZE, help=f"molecules per task and part file (default {CHUNK_SIZE})"
+    )
     p.add_argument("--forces", action="store_true", help="also store forces (Ha/A)")
     p.add_argument("--format", help="ase.io format name when the file suffix does not tell")
     p.set_defaults(run=run)
