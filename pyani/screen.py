@@ -570,7 +570,8 @@ def local_client(workers: int | None = None):
             n_workers=workers or os.cpu_count() or 1,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            # its HTTP server (metrics, health) would take port 8787, and warn when that is taken
+            dashboard_address=":0",
             host="127.0.0.1",
         )
         return Client(cluster)

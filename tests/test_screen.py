@@ -20,7 +20,7 @@ distributed = pytest.importorskip("distributed")  # the [screen] extra
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", host="127.0.0.1"
     )
     with distributed.Client(cluster) as client:
         yield client
@@ -215,3 +215,19 @@ def test_the_cli_default_chunk_size_is_the_librarys():
     from pyani.cli.screen import CHUNK_SIZE
 
     assert CHUNK_SIZE == screening.CHUNK_SIZE
+
+
+def test_local_cluster_starts_when_port_8787_is_taken(tmp_path, library):
+    """Another Dask (or anything) on the default dashboard port must not stop a screen with
+    the local cluster (client=None): Dask's port warning is an error under pytest."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            taken.bind(("127.0.0.1", 8787))
+            taken.listen()
+        except OSError:
+            pass  # already taken by something else: the case under test all the same
+        summary = screen(library[:1], out=tmp_path / "out", chunk_size=50)
+    assert summary.molecules > 0 and summary.computed == summary.molecules
