@@ -146,7 +146,17 @@ def torchani_figures(threads, budget, nve):
     run = subprocess.run(
         [python, __file__, "--torchani-worker", "--threads", str(threads), "--budget", str(budget)]
         + (
-            ["--nve", "--nve-timestep", str(nve[0]), "--nve-ps", str(nve[1]), "--nve-equilibrate-ps", str(nve[3])]
+            [
+                "--nve",
+                "--nve-timestep",
+                str(nve[0]),
+                "--nve-ps",
+                str(nve[1]),
+                "--nve-equilibrate-ps",
+                str(nve[3]),
+                "--nve-seeds",
+                str(len(nve[2])),
+            ]
             if nve
             else []
         ),
@@ -195,7 +205,10 @@ def nve_drift(calculator, timestep_fs=0.5, picoseconds=2.0, seeds=(1, 2, 3), equ
     """NVE of 64 waters with any ASE calculator, the way an MD run is checked: FIRE-relaxed,
     300 K velocities, ``equilibrate_ps`` of Langevin at 300 K (same time step), then
     ``picoseconds`` of velocity Verlet. Per velocity seed: the drift of the total energy
-    (least-squares slope, eV/atom/ps), its largest deviation (eV/atom), the final temperature."""
+    (least-squares slope, eV/atom/ps), its largest deviation (eV/atom), the final temperature,
+    and for the step that changed the total energy most, the potential energy's change
+    against the work of the forces along that step (41-point Simpson): equal when the forces
+    are the energy's gradient, so that what is left is the integrator's error."""
     from ase import units
     from ase.md.langevin import Langevin
     from ase.md.verlet import VelocityVerlet
@@ -223,10 +236,14 @@ def nve_drift(calculator, timestep_fs=0.5, picoseconds=2.0, seeds=(1, 2, 3), equ
         dynamics = VelocityVerlet(atoms, timestep=dt)
         energies = np.empty(steps + 1)
         energies[0] = atoms.get_total_energy()
+        worst, before = (0.0, None, None), atoms.positions.copy()
         start = time.perf_counter()
         for i in range(steps):
             dynamics.step()
             energies[i + 1] = atoms.get_total_energy()
+            if abs(energies[i + 1] - energies[i]) > worst[0]:
+                worst = (abs(energies[i + 1] - energies[i]), before, atoms.positions.copy())
+            before = atoms.positions.copy()
         seconds += time.perf_counter() - start
         per_atom = energies / len(atoms)
         times = np.arange(steps + 1) * timestep_fs * 1e-3
@@ -236,6 +253,8 @@ def nve_drift(calculator, timestep_fs=0.5, picoseconds=2.0, seeds=(1, 2, 3), equ
                 "drift_ev_per_atom_ps": float(np.polyfit(times, per_atom, 1)[0]),
                 "max_deviation_ev_per_atom": float(np.abs(per_atom - per_atom[0]).max()),
                 "final_temperature_k": float(atoms.get_temperature()),
+                "worst_step_ev": worst[0],
+                **dict(zip(("worst_step_du_ev", "worst_step_work_ev"), step_work(atoms, *worst[1:]))),
             }
         )
     return {
@@ -243,6 +262,19 @@ def nve_drift(calculator, timestep_fs=0.5, picoseconds=2.0, seeds=(1, 2, 3), equ
         "largest_drift_ev_per_atom_ps": max(abs(r["drift_ev_per_atom_ps"]) for r in runs),
         "seconds_per_step": seconds / (steps * len(seeds)),
     }
+
+
+def step_work(atoms, start, end, points=41):
+    """(potential energy change, -integral of F.dx) in eV along the straight path start -> end."""
+    from scipy.integrate import simpson
+
+    path = np.linspace(0.0, 1.0, points)
+    energies, work = [], []
+    for t in path:
+        atoms.positions = start + t * (end - start)
+        energies.append(atoms.get_potential_energy())
+        work.append(np.sum(atoms.get_forces() * (end - start)))
+    return float(energies[-1] - energies[0]), float(-simpson(work, x=path))
 
 
 def main(argv=None):
@@ -253,11 +285,13 @@ def main(argv=None):
     parser.add_argument("--nve", action="store_true", help="also run the NVE drift check (minutes)")
     parser.add_argument("--nve-timestep", type=float, default=0.5, help="NVE time step, fs (default 0.5)")
     parser.add_argument("--nve-ps", type=float, default=2.0, help="NVE length, ps (default 2)")
+    parser.add_argument("--nve-seeds", type=int, default=3, help="NVE runs (velocity seeds 1..N, default 3)")
     parser.add_argument("--nve-equilibrate-ps", type=float, default=1.0, help="Langevin before NVE, ps (default 1)")
     parser.add_argument("--json", default=str(HERE / "results" / "bridges.json"))
     parser.add_argument("--torchani-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    nve = (args.nve_timestep, args.nve_ps, (1, 2, 3), args.nve_equilibrate_ps) if args.nve else None
+    seeds = tuple(range(1, args.nve_seeds + 1))
+    nve = (args.nve_timestep, args.nve_ps, seeds, args.nve_equilibrate_ps) if args.nve else None
     if args.torchani_worker:
         return torchani_worker(args.threads, args.budget, nve)
 
@@ -300,6 +334,12 @@ def main(argv=None):
                 f"  {who:<9} drift {drifts} eV/atom/ps (largest |drift| {run['largest_drift_ev_per_atom_ps']:.1e}), "
                 f"max deviation {deviation:.1e} eV/atom, {run['seconds_per_step'] * 1e3:.1f} ms/step"
             )
+            for r in run["runs"]:
+                print(
+                    f"    seed {r['seed']}: {r['final_temperature_k']:.0f} K at the end; worst step changed the "
+                    f"total energy by {r['worst_step_ev']:.1e} eV, the potential by {r['worst_step_du_ev']:+.4f} eV "
+                    f"= work of the forces {r['worst_step_work_ev']:+.4f} eV"
+                )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
 
