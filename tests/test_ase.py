@@ -162,8 +162,9 @@ def test_bfgs_relaxes_aspirin(model):
 def test_nve_conserves_energy(backend):
     """200 steps of 0.5 fs from a 64-water box at rest: the box heats to ~500 K as it leaves
     its grid, and the total energy stays within 3e-4 eV/atom (1% wrong forces: 7e-4).
-    bench/bridges.py --nve runs 2 ps from 300 K: |drift| 1.2-2.3e-5 eV/atom/ps at 0.5 fs over
-    four starts, 1.4e-7 at 0.25 fs (Verlet's own error on the O-H stretches, not the forces')."""
+    bench/bridges.py --nve runs 2 ps after 1 ps of Langevin at 300 K, with the work of the
+    forces along the worst step: Verlet's error on hot O-H stretches, not the forces', sets the
+    drift at 0.5 fs (README, Speed)."""
     atoms = water_box_atoms(4, seed=0)
     atoms.calc = get_model("ani-1ccx", backend).ase()
     dynamics = VelocityVerlet(atoms, timestep=0.5 * units.fs)
