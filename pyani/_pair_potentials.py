@@ -66,13 +66,17 @@ class PairPotentials:
         """The cutoff of each potential (Angstrom)."""
         self._kernels = [getattr(kernels, KERNELS[e["kind"]])(e, n_species, n_threads) for e in entries]
 
-    def __bool__(self) -> bool:
-        return bool(self._kernels)
-
     @property
     def cutoff(self) -> float:
         """The largest cutoff (Angstrom), 0 without potentials."""
         return max(self.cutoffs, default=0.0)
+
+    @property
+    def reach(self) -> float:
+        """How far from an atom (Angstrom) the atoms its pair energies depend on can be: the
+        cutoff, or twice the D3 cutoff (a neighbour's coordination number counts atoms a cutoff
+        beyond it); 0 without potentials."""
+        return max((2 * c if k == "dispersion_d3bj" else c for k, c in zip(self.kinds, self.cutoffs)), default=0.0)
 
     @property
     def has_dispersion(self) -> bool:

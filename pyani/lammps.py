@@ -402,9 +402,7 @@ def _reach(model: Model) -> float:
     atoms a cutoff beyond it). Ghosts out to there make the masked energy of the local atoms
     exact: pairs between two ghosts weigh 0, and only ghosts within a cutoff of a local atom
     need their coordination numbers right."""
-    pair = model.pair_potentials
-    doubled = [2 * c for kind, c in zip(pair.kinds, pair.cutoffs) if kind == "dispersion_d3bj"]
-    return max([model.cutoff, *doubled])
+    return max(model.cutoff, model.pair_potentials.reach)
 
 
 def _voigt(tensor: np.ndarray) -> np.ndarray:

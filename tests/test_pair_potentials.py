@@ -441,6 +441,7 @@ def test_model_forces_stress_mask_and_members(backend, tmp_path_factory):
     """Through Model.compute: forces and stress against finite differences of the energy, the
     energy_mask sum rule and gradient, member forces and batches (padded and ragged)."""
     model = model_with(tuple(KINDS), backend, tmp_path_factory)
+    assert model.cutoff == 8.0 and model.pair_potentials.reach == 16.0  # D3: two cutoffs
     rng = np.random.default_rng(17)
     numbers, positions, cell = water_box(rng, 2, spacing=2.9)
     r = model.compute(numbers, positions, cell, stress=True, atomic=True, member_forces=True)
@@ -491,6 +492,7 @@ def test_model_forces_stress_mask_and_members(backend, tmp_path_factory):
 def test_repulsion_only_model(backend, tmp_path_factory):
     model = model_with(("repulsion_xtb",), backend, tmp_path_factory, precision="float32")
     assert model.cutoff == 5.2 and not model.pair_potentials.has_dispersion
+    assert model.pair_potentials.reach == 5.2
     plain = pyani.load("ani-1ccx", backend=backend)
     numbers = FIXTURE["squeezed_ethanol/numbers"]
     positions = FIXTURE["squeezed_ethanol/positions"]
