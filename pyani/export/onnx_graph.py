@@ -150,9 +150,8 @@ def build_model(ens: Ensemble) -> bytes:
     b = _Builder()
     for reserved in ("aev", "counts", "with_gradient", "atomic_energies", "aev_gradient"):
         b.names.add(reserved)
-    main: list = []  # forward nodes (main graph)
+    main = b.main  # forward nodes (main graph)
     grad: list = []  # backward nodes (then-branch)
-    b.main = main
     prescaled = ens.prescaled
     if prescaled and (ens.activation.get("hidden") != "celu" or not ens.activation.get("alpha", 0) > 0):
         raise ValueError(f"prescaled weights need a CELU activation with alpha > 0, not {ens.activation}")
