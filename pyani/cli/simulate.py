@@ -44,7 +44,7 @@ def register(commands) -> None:
     p.add_argument("--pressure", type=float, default=1.0, help="NPT pressure (bar, default 1)")
     p.add_argument("--interval", type=int, default=10, help="write every INTERVAL steps (default 10)")
     p.add_argument("--index", type=int, default=0, help="frame of FILE to start from (default 0)")
-    p.add_argument("--seed", type=int, default=None, help="random seed of the initial velocities")
+    p.add_argument("--seed", type=int, default=None, help="random seed (initial velocities, Langevin noise)")
     p.add_argument("--plot", metavar="PNG", help="plot energies and temperature against time")
     add_model_options(p)
     p.set_defaults(run=run_md)
@@ -115,7 +115,8 @@ def run_md(args) -> int:
     thermalize = getattr(velocitydistribution, "thermalize_momenta", None)
     if thermalize is None:
         thermalize = velocitydistribution.MaxwellBoltzmannDistribution
-    thermalize(atoms, temperature_K=args.temperature, rng=np.random.default_rng(args.seed))
+    rng = np.random.default_rng(args.seed)  # the velocities and the Langevin noise: --seed repeats a run
+    thermalize(atoms, temperature_K=args.temperature, rng=rng)
     velocitydistribution.Stationary(atoms)
     if not periodic:
         velocitydistribution.ZeroRotation(atoms)
@@ -125,7 +126,9 @@ def run_md(args) -> int:
         from ase.constraints import FixCom
 
         atoms.set_constraint(FixCom())  # ASE's advice over Langevin(fixcm=True), which biases small systems
-        dyn = Langevin(atoms, dt, temperature_K=args.temperature, friction=args.friction / units.fs, fixcm=False)
+        dyn = Langevin(
+            atoms, dt, temperature_K=args.temperature, friction=args.friction / units.fs, fixcm=False, rng=rng
+        )
     else:
         from ase.md.nptberendsen import NPTBerendsen
 
